@@ -1,0 +1,84 @@
+"""The `hearth` command: dev, migrate, sql."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from app import migrate
+from app.cluster import LocalCluster
+from app.config import Settings
+
+DEV_DB = "hearth"
+
+
+def _dev(args: argparse.Namespace) -> int:
+    cluster = LocalCluster(Path(args.dir))
+    fresh = not cluster.initialized
+    cluster.init()
+    cluster.start()
+    try:
+        if fresh:
+            import psycopg
+
+            with psycopg.connect(cluster.url("postgres"), autocommit=True) as conn:
+                conn.execute(f"CREATE DATABASE {DEV_DB}")
+        url = cluster.url(DEV_DB)
+        migrate.upgrade(url)
+        print(f"Hearth dev database ready: {url}", flush=True)
+        print("Press Ctrl-C to stop.", flush=True)
+        stop = False
+
+        def _on_signal(signum: int, frame: object) -> None:
+            nonlocal stop
+            stop = True
+
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)
+        while not stop:
+            time.sleep(0.2)
+    finally:
+        cluster.stop()
+        print("Hearth dev stopped.", flush=True)
+    return 0
+
+
+def _database_url() -> str:
+    url = Settings.from_env().database_url.reveal()
+    if not url:
+        sys.exit("hearth: set HEARTH_DATABASE_URL")
+    return url
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    migrate.upgrade(_database_url(), args.revision)
+    return 0
+
+
+def _sql(args: argparse.Namespace) -> int:
+    os.execvp("psql", ["psql", _database_url(), *args.psql_args])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hearth", description="Postgres-centric realtime sessions")
+    sub = parser.add_subparsers(dest="command", required=True)
+    dev = sub.add_parser("dev", help="run an embedded PostgreSQL with pg_cron under ./.hearth, migrated")
+    dev.add_argument("--dir", default=".hearth", help="where the embedded cluster lives (default ./.hearth)")
+    dev.set_defaults(func=_dev)
+    mig = sub.add_parser("migrate", help="upgrade HEARTH_DATABASE_URL to head")
+    mig.add_argument("revision", nargs="?", default="head")
+    mig.set_defaults(func=_migrate)
+    sql = sub.add_parser("sql", help="psql into HEARTH_DATABASE_URL")
+    sql.add_argument("psql_args", nargs=argparse.REMAINDER)
+    sql.set_defaults(func=_sql)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Configuration from the environment: the one module that reads it (SPEC section 7)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+class Secret:
+    """A string that hides itself in repr() and str(), so secrets never reach logs."""
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: Secret
+    secret: Secret
+    admin_token: Secret
+    host: str = "127.0.0.1"
+    port: int = 8000
+    instance_id: str = ""
+    livekit_url: str = ""
+    livekit_api_key: str = ""
+    livekit_api_secret: Secret = field(default_factory=lambda: Secret(""))
+    livekit_webhook_key: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        api_key = env.get("LIVEKIT_API_KEY", "")
+        return cls(
+            database_url=Secret(env.get("HEARTH_DATABASE_URL", "")),
+            secret=Secret(env.get("HEARTH_SECRET", "")),
+            admin_token=Secret(env.get("HEARTH_ADMIN_TOKEN", "")),
+            host=env.get("HEARTH_HOST", "127.0.0.1"),
+            port=int(env.get("HEARTH_PORT", "8000")),
+            instance_id=env.get("HEARTH_INSTANCE_ID", "") or os.uname().nodename + f"-{os.getpid()}",
+            livekit_url=env.get("LIVEKIT_URL", ""),
+            livekit_api_key=api_key,
+            livekit_api_secret=Secret(env.get("LIVEKIT_API_SECRET", "")),
+            livekit_webhook_key=env.get("LIVEKIT_WEBHOOK_KEY", "") or api_key,
+        )

@@ -1,0 +1,107 @@
+"""pg_cron jobs for Hearth's periodic functions.
+
+pg_cron lives in one database per cluster (`cron.database_name`). When that is Hearth's database the
+jobs are scheduled locally; otherwise they are scheduled from the cron database with
+`cron.schedule_in_database` (managed Postgres works the same way). Without pg_cron nothing is scheduled
+and the migration says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# name, schedule, command (run in Hearth's database)
+JOBS: list[tuple[str, str, str]] = [
+    ("expire_sessions", "* * * * *", "SELECT hearth.expire_sessions()"),
+    ("sweep_presence", "* * * * *", "SELECT hearth.sweep_presence()"),
+    ("cleanup_inactive_sessions", "*/15 * * * *", "CALL hearth_data.run_cleanup_inactive_sessions()"),
+    ("cleanup_inactive_identities", "*/15 * * * *", "SELECT hearth.cleanup_inactive_identities()"),
+    ("prune_events", "*/15 * * * *", "SELECT hearth.prune_events()"),
+]
+# Runs in the cron database: keeps a week of run history for Hearth's jobs.
+TRIM_JOB = (
+    "trim_job_run_details",
+    "7 * * * *",
+    "DELETE FROM cron.job_run_details WHERE end_time < now() - interval '7 days' "
+    "AND jobid IN (SELECT jobid FROM cron.job WHERE jobname LIKE 'hearth.%')",
+)
+
+
+def job_name(dbname: str, name: str) -> str:
+    return f"hearth.{dbname}.{name}"
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def local_install_sql() -> str:
+    """SQL that schedules the jobs when pg_cron lives in the current database, and otherwise explains.
+
+    Used as is for `alembic upgrade head --sql`; the online migration handles the remote case itself.
+    """
+    schedules = "\n".join(
+        f"        PERFORM cron.schedule('hearth.' || current_database() || '.{name}', {_quote(sched)}, "
+        f"{_quote(cmd)});"
+        for name, sched, cmd in [*JOBS, TRIM_JOB]
+    )
+    return f"""DO $hearth_cron$
+BEGIN
+    IF current_setting('cron.database_name', true) IS NULL THEN
+        RAISE NOTICE 'pg_cron is not loaded: Hearth jobs are not scheduled (the app can run them itself)';
+    ELSIF current_setting('cron.database_name') = current_database() THEN
+        CREATE EXTENSION IF NOT EXISTS pg_cron;
+{schedules}
+    ELSE
+        RAISE NOTICE 'pg_cron lives in database %: schedule Hearth jobs there with cron.schedule_in_database '
+                     '(hearth migrate does this)', current_setting('cron.database_name');
+    END IF;
+END
+$hearth_cron$;
+"""
+
+
+def install(conn: Any, url_for_db: Any) -> str:
+    """Schedule the jobs for the database `conn` (a psycopg connection) is on. Returns what it did.
+
+    `url_for_db(name)` gives a connection URL for another database of the same server.
+    """
+    dbname, cron_db = conn.execute(
+        "SELECT current_database(), current_setting('cron.database_name', true)"
+    ).fetchone()
+    if cron_db is None:
+        return "pg_cron is not loaded: jobs not scheduled"
+    if cron_db == dbname:
+        conn.execute(local_install_sql())
+        return f"scheduled {len(JOBS) + 1} jobs in {dbname}"
+    import psycopg
+
+    with psycopg.connect(url_for_db(cron_db), autocommit=True) as cron_conn:
+        cron_conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        for name, sched, cmd in JOBS:
+            cron_conn.execute(
+                "SELECT cron.schedule_in_database(%s, %s, %s, %s)",
+                (job_name(dbname, name), sched, cmd, dbname),
+            )
+        name, sched, cmd = TRIM_JOB
+        cron_conn.execute("SELECT cron.schedule(%s, %s, %s)", (job_name(dbname, name), sched, cmd))
+    return f"scheduled {len(JOBS) + 1} jobs for {dbname} from {cron_db}"
+
+
+def uninstall(conn: Any, url_for_db: Any) -> None:
+    dbname, cron_db = conn.execute(
+        "SELECT current_database(), current_setting('cron.database_name', true)"
+    ).fetchone()
+    if cron_db is None:
+        return
+    names = [job_name(dbname, name) for name, _, _ in [*JOBS, TRIM_JOB]]
+    sql = "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = ANY(%s)"
+    if cron_db == dbname:
+        if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'").fetchone():
+            conn.execute(sql, (names,))
+        return
+    import psycopg
+
+    with psycopg.connect(url_for_db(cron_db), autocommit=True) as cron_conn:
+        if cron_conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'").fetchone():
+            cron_conn.execute(sql, (names,))

@@ -1,0 +1,77 @@
+"""core: roles, schemas, tables, the session/presence/event API, pg_cron jobs
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-11-22
+"""
+
+import os
+
+from alembic import context, op
+
+from app import cron, sqlfiles
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+# Function files this revision loads, with their sha256 (python -m app.sqlfiles FILE...).
+FUNCTION_FILES: dict[str, str] = {
+    "functions/hearth/check_session_expiry.sql": "7c2a0144e2f9059b6cd04c02d08d56a2218f7bd2c606e151ec8f939a922d8aed",
+    "functions/hearth/cleanup_inactive_identities.sql": "cbd34c10b32f92239f06de739ff049d70d8d996a4b5b756269a43e5535942195",
+    "functions/hearth/cleanup_inactive_sessions.sql": "5dec2fef78fa5bff301d3993cae4c3ed7476f8730d0b3b99bdb8b4934439dbc9",
+    "functions/hearth/create_identity.sql": "155df4c671517725958e12ad3ee8de676ea7da80fa6921993ea30179fa0fe355",
+    "functions/hearth/create_session.sql": "a5a66d945db8a3d331ee212f5157351609dd87670715fceba0689612c112e1ff",
+    "functions/hearth/events_since.sql": "7351a4cb6cec9c6e610170bba2ff1daaf3be2b214ba48cdd78f21f04deea6b30",
+    "functions/hearth/expire_sessions.sql": "c9d10e0d28cddd842f8b018ea70f4cb0d0b063be23cc085d9af845852390f4cf",
+    "functions/hearth/get_setting.sql": "9ae4da08cf1e8e5b7520f783bbdc6ef0c3f7b2d072d53498c093935b23791695",
+    "functions/hearth/join_session.sql": "cb57be5dbc6d00f1aba051cdf635af6fc3c7c5a5e1864b2bf8dc674ad1f11442",
+    "functions/hearth/leave_session.sql": "3b69cd00c8abb6bc3e9bea88a49bdcf09608c2e42486ae749fd19574a3710ce7",
+    "functions/hearth/post_message.sql": "d5ae4d12646236f036870ea2813e109694db21a6bdd1f916d6ab676029e19730",
+    "functions/hearth/prune_events.sql": "165e0022c52f9c11cb4f8eb3fcc190359cb9b2602ae552fc5dac37e0def0d164",
+    "functions/hearth/relay_signal.sql": "5562341c371fe7cfe5c0ec9f429cbfa12d4e0e9953c227b4821e78e205a8b117",
+    "functions/hearth/session_stats.sql": "5f2c5f1ec4a6bd2ba0020b1c8fe16955a2d2b871a656089071d9044b01a073c5",
+    "functions/hearth/set_setting.sql": "691f7afb51e7d42c2f76698365a8273c0cd588e82b236750fd0d326913b53bb9",
+    "functions/hearth/sweep_presence.sql": "f0b851154b6b2a54934ff3c7b424bfc70cda1f94d11e3b9fd4c1a79803d57124",
+    "functions/hearth/touch.sql": "0c6167e4ec180b15d75691ddf035d1c96e36ae9d40558ed426fe327f6ccf0228",
+    "functions/hearth_data/cleanup_sessions_batch.sql": "a5cd2684739f657dc6805081b6fe51184e5befc77769943069b33f8a0e2dea5e",
+    "functions/hearth_data/close_session.sql": "ff6b1bebb5fcf56b9ca34247d5d56a70b5e432f0b93e0654ffcaf80b96be2810",
+    "functions/hearth_data/emit_event.sql": "86faebe7d49d22c3406847df836ba9e4c8115286a807a95f3c8184aa6f2c6a27",
+    "functions/hearth_data/lock_present_participant.sql": "6d4199717bb39c629a4723df1a9b3062072490a2cf7ba6ba9f1ae6f6732435a8",
+    "functions/hearth_data/new_code.sql": "ff4853bc678b2b72755337809171c8fb74e0f1a5ab321cc1cebe31d27aef38e3",
+    "functions/hearth_data/remove_participant.sql": "06490395fd5b192ac15c6087b7956e1e4bbc38fd620c97dd8d346bddc059595d",
+    "functions/hearth_data/require.sql": "83d2e405c0aa03945f092e69063084574ba014b6fc532a0c898f6eb20f85ecbd",
+    "functions/hearth_data/run_cleanup_inactive_sessions.sql": "e085b9c4cc2153f57f013ab601da1ec0b7274a1d6f89bad6858451102a1a8b79",
+    "functions/hearth_data/sessions_idle_deadline.sql": "1530312faaa4a271329c5bc4bb989f69d26cf562512147445388cbe2574ca072",
+    "functions/hearth_data/setting_integer.sql": "0515f08c1db4e494b6d01794bb79686311d9c7272747433796049d299646b040",
+    "functions/hearth_data/setting_interval.sql": "d4a3f4b4ef7ca4848644b3f479f25da4f8cd9f384a19b00f0ca1c853ca1b575a",
+}
+
+
+def _cron_enabled() -> bool:
+    flag = context.get_x_argument(as_dictionary=True).get("cron") or os.environ.get("HEARTH_CRON", "on")
+    return flag != "off"
+
+
+def _url_for_db(name: str) -> str:
+    url = op.get_bind().engine.url.set(drivername="postgresql", database=name)
+    return url.render_as_string(hide_password=False)
+
+
+def upgrade() -> None:
+    sqlfiles.load_files(op, ["migrations/versions/0001_core.sql"])
+    sqlfiles.load_files(op, list(FUNCTION_FILES))
+    if not _cron_enabled():
+        return
+    if context.is_offline_mode():
+        op.get_context().impl.static_output(cron.local_install_sql())
+    else:
+        print(cron.install(op.get_bind().connection.driver_connection, _url_for_db))
+
+
+def downgrade() -> None:
+    if not context.is_offline_mode():
+        cron.uninstall(op.get_bind().connection.driver_connection, _url_for_db)
+    op.execute("DROP SCHEMA hearth CASCADE")
+    op.execute("DROP SCHEMA hearth_data CASCADE")
