@@ -1,0 +1,72 @@
+"""pg_cron: the migration's jobs exist with their schedules, in both layouts, and they really run."""
+
+from __future__ import annotations
+
+import time
+
+import psycopg
+import pytest
+
+from app import cron, migrate
+from tests.conftest import CRON_DB
+from tests.pg import PgServer
+
+EXPECTED = {name: schedule for name, schedule, _ in cron.JOBS}
+
+
+@pytest.fixture
+def cron_server(pg: PgServer, template_db: str) -> PgServer:
+    if not pg.has_cron:
+        pytest.skip("TEST_DATABASE_URL points at a server without pg_cron")
+    return pg
+
+
+def _jobs(pg: PgServer, dbname: str) -> dict[str, tuple[str, str, str]]:
+    with psycopg.connect(pg.url("postgres")) as conn:
+        rows = conn.execute(
+            "SELECT jobname, schedule, command, database FROM cron.job WHERE jobname LIKE %s",
+            (f"hearth.{dbname}.%",),
+        ).fetchall()
+    return {r[0].removeprefix(f"hearth.{dbname}."): (r[1], r[2], r[3]) for r in rows}
+
+
+def test_jobs_scheduled_from_the_cron_database(cron_server: PgServer) -> None:
+    """Hearth's database is not cron.database_name: jobs go in with cron.schedule_in_database."""
+    jobs = _jobs(cron_server, CRON_DB)
+    assert {name: job[0] for name, job in jobs.items() if name in EXPECTED} == EXPECTED
+    assert all(jobs[name][2] == CRON_DB for name in EXPECTED)
+    assert jobs["cleanup_inactive_sessions"][1] == "CALL hearth_data.run_cleanup_inactive_sessions()"
+    assert jobs["trim_job_run_details"][2] == "postgres"
+
+
+def test_jobs_scheduled_locally_when_hearth_owns_the_cron_database(cron_server: PgServer) -> None:
+    if cron_server.cluster is None:
+        pytest.skip("only on the throwaway cluster: this migrates its `postgres` database")
+    url = cron_server.url("postgres")
+    migrate.upgrade(url)
+    try:
+        jobs = _jobs(cron_server, "postgres")
+        assert {name: job[0] for name, job in jobs.items() if name in EXPECTED} == EXPECTED
+        assert {job[2] for job in jobs.values()} == {"postgres"}
+    finally:
+        migrate.downgrade(url, "base")
+    assert _jobs(cron_server, "postgres") == {}
+
+
+@pytest.mark.cron_wait
+def test_a_job_actually_ran(cron_server: PgServer) -> None:
+    deadline = time.monotonic() + 100  # pg_cron 1.4 runs on minute boundaries
+    with psycopg.connect(cron_server.url("postgres"), autocommit=True) as conn:
+        while True:
+            rows = conn.execute(
+                """SELECT j.jobname, d.status, d.return_message FROM cron.job_run_details d
+                     JOIN cron.job j USING (jobid)
+                    WHERE j.jobname IN (%s, %s)""",
+                (f"hearth.{CRON_DB}.expire_sessions", f"hearth.{CRON_DB}.sweep_presence"),
+            ).fetchall()
+            if rows or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    assert rows, "no Hearth pg_cron job ran within 100 s"
+    assert all(status == "succeeded" for _, status, _ in rows), rows
+    assert {message for _, _, message in rows} == {"SELECT 1"}
