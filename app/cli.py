@@ -1,4 +1,4 @@
-"""The `hearth` command: dev, migrate, sql."""
+"""The `hearth` command: dev, migrate, serve, sql."""
 
 from __future__ import annotations
 
@@ -59,6 +59,16 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.main import create_app, uvicorn_config
+
+    settings = Settings.from_env()
+    uvicorn.run(**uvicorn_config(create_app(settings), settings))
+    return 0
+
+
 def _sql(args: argparse.Namespace) -> int:
     os.execvp("psql", ["psql", _database_url(), *args.psql_args])
 
@@ -72,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     mig = sub.add_parser("migrate", help="upgrade HEARTH_DATABASE_URL to head")
     mig.add_argument("revision", nargs="?", default="head")
     mig.set_defaults(func=_migrate)
+    serve = sub.add_parser("serve", help="run the app against HEARTH_DATABASE_URL")
+    serve.set_defaults(func=_serve)
     sql = sub.add_parser("sql", help="psql into HEARTH_DATABASE_URL")
     sql.add_argument("psql_args", nargs=argparse.REMAINDER)
     sql.set_defaults(func=_sql)

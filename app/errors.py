@@ -1,0 +1,41 @@
+"""One table from Hearth's SQLSTATEs to HTTP statuses and websocket close codes (SPEC section 2)."""
+
+from __future__ import annotations
+
+import asyncpg
+
+# SQLSTATE: (HTTP status, websocket close code)
+STATUS: dict[str, tuple[int, int]] = {
+    "HT400": (400, 4400),
+    "HT401": (401, 4401),
+    "HT403": (403, 4403),
+    "HT404": (404, 4404),
+    "HT409": (409, 4409),
+    "HT410": (410, 4410),
+    "HT429": (429, 4429),
+}
+
+
+class HearthError(Exception):
+    """An error a client may see: an HT code and a message."""
+
+    def __init__(self, code: str, message: str, *, http_status: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.http_status = http_status or STATUS.get(code, (500, 1011))[0]
+
+    @property
+    def close_code(self) -> int:
+        return STATUS.get(self.code, (500, 1011))[1]
+
+    def body(self) -> dict[str, dict[str, str]]:
+        return {"error": {"code": self.code, "message": self.message}}
+
+
+def from_postgres(exc: asyncpg.PostgresError) -> HearthError | None:
+    """The client-facing error for a database error of class HT, or None for anything else."""
+    code = getattr(exc, "sqlstate", None)
+    if code in STATUS:
+        return HearthError(code, getattr(exc, "message", None) or str(exc))
+    return None

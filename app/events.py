@@ -1,0 +1,145 @@
+"""The instance's one LISTEN connection, and events as the relay sees them.
+
+The listener owns a dedicated asyncpg connection (a pooled one would be UNLISTENed on release). It
+runs a keepalive query, because a dead server is otherwise noticed only at the next query or TCP
+timeout, and reconnects with backoff. After every reconnect it LISTENs first and only then asks the
+hub to catch up from the events table: NOTIFY replays nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from app.metrics import Metrics
+
+CHANNEL = "hearth_events"
+log = logging.getLogger("hearth.events")
+
+
+@dataclass(slots=True)
+class Event:
+    """One event of a stream: routing fields plus the client frame, encoded once."""
+
+    stream_id: str
+    seq: int
+    type: str
+    to: str | None
+    text: str
+    identity: bool = False
+    ref: bool = False
+
+    @classmethod
+    def from_notify(cls, payload: str) -> Event:
+        frame = json.loads(payload)
+        session_id = frame.get("session_id")
+        stream = session_id or frame["identity_id"]
+        return cls(
+            stream,
+            frame["seq"],
+            frame["type"],
+            frame.get("to"),
+            payload,
+            session_id is None,
+            bool(frame.get("ref")),
+        )
+
+    @classmethod
+    def from_row(cls, stream_id: str, is_identity: bool, row: Any) -> Event:
+        payload: dict[str, Any] = dict(row["payload"])
+        frame: dict[str, Any] = {
+            **payload,
+            "type": row["type"],
+            "seq": row["seq"],
+            "session_id": None if is_identity else stream_id,
+            "at": _iso(row["created_at"]),
+        }
+        if is_identity:
+            frame["identity_id"] = stream_id
+        return cls(stream_id, row["seq"], row["type"], payload.get("to"), json.dumps(frame), is_identity)
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+class Listener:
+    """Keeps `LISTEN hearth_events` up; hands each payload to `on_notify`, each (re)connect to
+    `on_connect`."""
+
+    def __init__(
+        self,
+        url: str,
+        on_notify: Callable[[str], None],
+        on_connect: Callable[[], None],
+        metrics: Metrics,
+        *,
+        keepalive_s: float = 2.0,
+        max_backoff_s: float = 5.0,
+    ) -> None:
+        self._url = url
+        self._on_notify = on_notify
+        self._on_connect = on_connect
+        self._metrics = metrics
+        self._keepalive_s = keepalive_s
+        self._max_backoff_s = max_backoff_s
+        self._conn: asyncpg.Connection | None = None
+        self._stopping = asyncio.Event()
+        self.connected = False
+        self.connects = 0
+
+    def _callback(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        self._on_notify(payload)
+
+    async def run(self) -> None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            lost = asyncio.Event()
+            try:
+                self._conn = await asyncpg.connect(self._url, timeout=5)
+                self._conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
+                await self._conn.add_listener(CHANNEL, self._callback)
+                self.connected = True
+                self._metrics.listener_up.set(1)
+                if self.connects:
+                    self._metrics.listener_reconnects.inc()
+                    log.warning("listener reconnected")
+                self.connects += 1
+                self._on_connect()
+                backoff = 0.1
+                while not self._stopping.is_set() and not lost.is_set():
+                    await self._conn.fetchval("SELECT 1", timeout=self._keepalive_s)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), self._keepalive_s)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                if not self._stopping.is_set():
+                    log.warning("listener connection lost: %s", exc)
+            finally:
+                self.connected = False
+                self._metrics.listener_up.set(0)
+                await self._close_conn()
+            if self._stopping.is_set():
+                break
+            # Jittered exponential backoff, so instances do not reconnect in lockstep.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, self._max_backoff_s)
+
+    async def _close_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(conn.close(), 2)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        await self._close_conn()

@@ -1,0 +1,90 @@
+"""Heartbeats, coalesced per instance: at most one `hearth.touch` call a second for all local sockets.
+
+A participant counts as alive while its socket is open (the server's protocol pings close dead ones),
+so every connected participant is touched at least every `keepalive_s`, frames or not: a throttled
+background tab keeps its presence. Client frames make a participant due at the next flush.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+from app.metrics import Metrics
+
+log = logging.getLogger("hearth.heartbeat")
+
+MAX_BATCH = 10_000
+Touch = Callable[[list[uuid.UUID]], Awaitable[int]]
+
+
+class Heartbeats:
+    def __init__(
+        self, touch: Touch, metrics: Metrics, *, flush_s: float = 1.0, keepalive_s: float = 15.0
+    ) -> None:
+        self._touch = touch
+        self._metrics = metrics
+        self.flush_s = flush_s
+        self.keepalive_s = keepalive_s
+        self._sockets: dict[uuid.UUID, int] = {}  # participant -> open sockets here
+        self._last_touch: dict[uuid.UUID, float] = {}
+        self._active: set[uuid.UUID] = set()
+        self.calls = 0
+
+    def connected(self, participant_id: uuid.UUID) -> None:
+        self._sockets[participant_id] = self._sockets.get(participant_id, 0) + 1
+        self._active.add(participant_id)
+
+    def disconnected(self, participant_id: uuid.UUID) -> None:
+        count = self._sockets.get(participant_id, 0) - 1
+        if count > 0:
+            self._sockets[participant_id] = count
+        else:
+            self._sockets.pop(participant_id, None)
+            self._last_touch.pop(participant_id, None)
+
+    def activity(self, participant_id: uuid.UUID) -> None:
+        self._active.add(participant_id)
+
+    def _due(self, now: float, everyone: bool) -> list[uuid.UUID]:
+        due = set(self._active)
+        for pid in self._sockets:
+            if everyone or now - self._last_touch.get(pid, 0.0) >= self.keepalive_s:
+                due.add(pid)
+        return sorted(due)
+
+    async def flush(self, *, everyone: bool = False) -> int:
+        """One round: touch what is due. Kept for the next round if the database is unreachable."""
+        now = time.monotonic()
+        due = self._due(now, everyone)
+        if not due:
+            return 0
+        present = 0
+        for start in range(0, len(due), MAX_BATCH):
+            batch = due[start : start + MAX_BATCH]
+            present += await self._touch(batch)
+            self.calls += 1
+            self._metrics.heartbeat_batch.observe(len(batch))
+            for pid in batch:
+                self._active.discard(pid)
+                if pid in self._sockets:
+                    self._last_touch[pid] = now
+        return present
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_s)
+            try:
+                await self.flush()
+            except Exception as exc:
+                log.warning("heartbeat flush failed, will retry: %s", exc)
+
+    async def close(self) -> None:
+        """On shutdown: one last touch for everyone here, so they have a full presence_timeout to
+        reconnect elsewhere."""
+        with contextlib.suppress(Exception):
+            await self.flush(everyone=True)

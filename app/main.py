@@ -1,0 +1,139 @@
+"""The Starlette app: lifespan wiring of pool, listener, hub and heartbeats; routes; error shape."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import WebSocketRoute
+
+from app import http
+from app.config import Settings
+from app.db import Database
+from app.errors import HearthError
+from app.events import Event, Listener
+from app.heartbeat import Heartbeats
+from app.hub import Hub
+from app.metrics import Metrics
+from app.state import AppState
+from app.ws import websocket_endpoint
+
+log = logging.getLogger("hearth")
+EVENTS_PAGE = 500
+
+
+def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1.0) -> Starlette:
+    settings = settings or Settings.from_env()
+    if not settings.secret:
+        raise SystemExit("hearth: set HEARTH_SECRET (the key that signs tokens)")
+    if not settings.database_url:
+        raise SystemExit("hearth: set HEARTH_DATABASE_URL")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        metrics = Metrics()
+        db = await Database.open(settings.database_url.reveal(), metrics)
+
+        async def fetch(stream_id: str, is_identity: bool, after: int) -> list[Event]:
+            try:
+                rows = await db.fetch(
+                    "events_since",
+                    "SELECT * FROM hearth.events_since($1, $2, $3)",
+                    uuid.UUID(stream_id),
+                    after,
+                    EVENTS_PAGE,
+                )
+            except HearthError as exc:
+                if exc.code == "HT404":
+                    return []  # the stream was deleted
+                raise
+            return [Event.from_row(stream_id, is_identity, row) for row in rows]
+
+        async def touch(ids: list[uuid.UUID]) -> int:
+            count: int = await db.fetchval("touch", "SELECT hearth.touch($1)", ids)
+            return count
+
+        hub = Hub(fetch, metrics)
+        listener = Listener(settings.database_url.reveal(), hub.notify, hub.resync, metrics)
+        interval = await db.fetchval("get_setting", "SELECT hearth.get_setting('heartbeat_interval')")
+        interval_s = int((await _interval_seconds(db, interval)) or 30)
+        heartbeats = Heartbeats(touch, metrics, flush_s=heartbeat_flush_s, keepalive_s=interval_s / 2)
+        app.state.hearth = AppState(settings, metrics, db, hub, listener, heartbeats, interval_s)
+        tasks = [
+            asyncio.create_task(listener.run(), name="hearth-listener"),
+            asyncio.create_task(hub.run(), name="hearth-dispatcher"),
+            asyncio.create_task(heartbeats.run(), name="hearth-heartbeats"),
+        ]
+        try:
+            yield
+        finally:
+            # uvicorn has already closed the websockets with 1012 by now.
+            await heartbeats.close()
+            await listener.stop()
+            await hub.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await db.close()
+
+    return Starlette(
+        routes=[*http.routes, WebSocketRoute("/v1/ws", websocket_endpoint)],
+        lifespan=lifespan,
+        exception_handlers={
+            HearthError: _hearth_error,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+    )
+
+
+async def _interval_seconds(db: Database, text: str) -> float | None:
+    value: float | None = await db.fetchval(
+        "get_setting", "SELECT extract(epoch FROM $1::text::interval)::float8", text
+    )
+    return value
+
+
+async def _hearth_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HearthError)
+    return JSONResponse(exc.body(), status_code=exc.http_status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {401: "HT401", 403: "HT403", 404: "HT404"}.get(exc.status_code, "HT400")
+    return JSONResponse(
+        {"error": {"code": code, "message": str(exc.detail)}},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("internal error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse({"error": {"code": "HT500", "message": "internal error"}}, status_code=500)
+
+
+def uvicorn_config(app: Any, settings: Settings) -> dict[str, Any]:
+    return {
+        "app": app,
+        "host": settings.host,
+        "port": settings.port,
+        "ws": "websockets-sansio",
+        "ws_max_size": 64 * 1024,
+        "ws_ping_interval": 20.0,
+        # A pong overdue for three ping intervals closes the connection.
+        "ws_ping_timeout": 60.0,
+        "timeout_graceful_shutdown": 10,
+        "lifespan": "on",
+        "log_level": "info",
+        "access_log": False,
+    }

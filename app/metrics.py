@@ -1,0 +1,47 @@
+"""Prometheus metrics, one registry per app instance (several can live in one process in tests)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge("hearth_ws_connections", "Open websocket connections", registry=r)
+        self.events_relayed = Counter(
+            "hearth_events_relayed_total", "Event frames queued to websocket clients", registry=r
+        )
+        self.events_received = Counter(
+            "hearth_events_received_total", "Events received from the database", registry=r
+        )
+        self.relay_lag = Histogram(
+            "hearth_relay_lag_seconds",
+            "From an event's time in the database to its fan-out here",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.heartbeat_batch = Histogram(
+            "hearth_heartbeat_batch_size",
+            "Participants per hearth.touch call",
+            buckets=(1, 10, 50, 100, 500, 1000, 5000, 10000),
+            registry=r,
+        )
+        self.db_call = Histogram(
+            "hearth_db_call_seconds",
+            "Latency of calls to the SQL API",
+            ["function"],
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+            registry=r,
+        )
+        self.listener_up = Gauge("hearth_listener_up", "1 while the LISTEN connection is up", registry=r)
+        self.listener_reconnects = Counter(
+            "hearth_listener_reconnects_total", "LISTEN connection re-establishments", registry=r
+        )
+        self.slow_consumers = Counter(
+            "hearth_ws_slow_consumer_closes_total", "Websockets closed for not keeping up", registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

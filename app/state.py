@@ -1,0 +1,23 @@
+"""What one app instance holds while it runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.config import Settings
+from app.db import Database
+from app.events import Listener
+from app.heartbeat import Heartbeats
+from app.hub import Hub
+from app.metrics import Metrics
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    metrics: Metrics
+    db: Database
+    hub: Hub
+    listener: Listener
+    heartbeats: Heartbeats
+    heartbeat_interval_s: int

@@ -1,0 +1,241 @@
+"""The websocket endpoint `/v1/ws?token=...[&after=SEQ]` (SPEC section 6)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from typing import Any
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from app import tokens
+from app.errors import HearthError
+from app.hub import Subscriber
+from app.state import AppState
+
+CLOSE_BAD_FRAMES = 1008
+# Bad frames tolerated within BAD_FRAME_WINDOW_S before the connection is closed with 1008.
+MAX_BAD_FRAMES = 5
+BAD_FRAME_WINDOW_S = 10.0
+# Token bucket for client frames: bursts of RATE_BURST, RATE_PER_S sustained; past it, 4429.
+RATE_BURST = 200
+RATE_PER_S = 50.0
+SIGNAL_KINDS = ("offer", "answer", "ice")
+
+
+def _parse_after(value: str | None) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or len(value) > 18:
+        raise HearthError("HT400", "after must be a sequence number")
+    return int(value)
+
+
+class _Limits:
+    def __init__(self) -> None:
+        self.tokens = float(RATE_BURST)
+        self.stamp = time.monotonic()
+        self.bad: list[float] = []
+
+    def allow_frame(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(RATE_BURST, self.tokens + (now - self.stamp) * RATE_PER_S)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+    def bad_frame(self) -> bool:
+        """Record a bad frame; True when the client keeps sending them."""
+        now = time.monotonic()
+        self.bad = [t for t in self.bad if now - t < BAD_FRAME_WINDOW_S]
+        self.bad.append(now)
+        return len(self.bad) > MAX_BAD_FRAMES
+
+
+def _error_frame(code: str, message: str) -> str:
+    return json.dumps({"type": "error", "code": code, "message": message})
+
+
+async def _writer(websocket: WebSocket, sub: Subscriber) -> None:
+    with contextlib.suppress(Exception):
+        while True:
+            frames = await sub.next_frames()
+            if not frames:
+                await websocket.close(sub.close_code or 1000, sub.close_reason[:120])
+                return
+            for frame in frames:
+                await websocket.send_text(frame)
+
+
+def _watch_own_stream(participant_id: str) -> Any:
+    def on_frame(sub: Subscriber, event: Any) -> None:
+        if event.identity:
+            return
+        if event.type in ("session.expired", "session.ended"):
+            sub.close(4410, "session " + event.type.split(".")[1])
+        elif event.type == "presence.leave":
+            frame = json.loads(event.text)
+            if frame.get("participant_id") == participant_id and frame.get("reason") != "expired":
+                if frame.get("reason") == "left":
+                    sub.close(1000, "left the session")
+                else:
+                    sub.close(4404, "participant is no longer present; join again")
+
+    return on_frame
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    state: AppState = websocket.app.state.hearth
+    await websocket.accept()
+    try:
+        claims = tokens.verify(state.settings.secret.reveal(), websocket.query_params.get("token"))
+        after = _parse_after(websocket.query_params.get("after"))
+    except HearthError as exc:
+        await websocket.close(exc.close_code, exc.message)
+        return
+
+    participant_id = claims.participant_id
+    sub = Subscriber(state.hub, str(participant_id) if participant_id else None)
+    writer: asyncio.Task[None] | None = None
+    try:
+        identity = str(claims.identity_id)
+        sub.follow(identity, identity=True)
+        identity_seq = await state.db.fetchval(
+            "identity_seq", "SELECT hearth.identity_seq($1)", claims.identity_id
+        )
+        if claims.session_id is not None:
+            session = str(claims.session_id)
+            sub.follow(session)
+            snapshot = await state.db.fetchval(
+                "session_state", "SELECT hearth.session_state($1)", claims.session_id
+            )
+            if snapshot["expired"]:
+                raise HearthError("HT410", "session is expired or ended")
+            if all(p["participant_id"] != str(participant_id) for p in snapshot["participants"]):
+                raise HearthError("HT404", "participant is no longer in the session; join again")
+            welcome: dict[str, Any] = {
+                "type": "welcome",
+                "session_id": session,
+                "participant_id": str(participant_id),
+                "identity_id": identity,
+                "presence": [
+                    {k: p[k] for k in ("participant_id", "identity_id", "role", "display_name", "joined_at")}
+                    for p in snapshot["participants"]
+                ],
+                "seq": snapshot["seq"],
+                "identity_seq": identity_seq,
+                "heartbeat_interval_s": state.heartbeat_interval_s,
+            }
+            sub.on_frame = _watch_own_stream(str(participant_id))
+            sub.push(json.dumps(welcome))
+            writer = asyncio.create_task(_writer(websocket, sub))
+            assert participant_id is not None
+            state.heartbeats.connected(participant_id)
+            await sub.go_live(session, snapshot["seq"] if after is None else min(after, snapshot["seq"]))
+            await sub.go_live(identity, identity_seq)
+        else:
+            sub.push(
+                json.dumps(
+                    {
+                        "type": "welcome",
+                        "identity_id": identity,
+                        "seq": identity_seq,
+                        "heartbeat_interval_s": state.heartbeat_interval_s,
+                    }
+                )
+            )
+            writer = asyncio.create_task(_writer(websocket, sub))
+            await sub.go_live(identity, identity_seq if after is None else min(after, identity_seq))
+        state.metrics.connections.inc()
+        try:
+            await _read_loop(websocket, state, sub, participant_id)
+        finally:
+            state.metrics.connections.dec()
+    except HearthError as exc:
+        sub.close(exc.close_code, exc.message)
+        if writer is None:
+            writer = asyncio.create_task(_writer(websocket, sub))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        state.hub.remove(sub)
+        if participant_id is not None and writer is not None:
+            state.heartbeats.disconnected(participant_id)
+        if writer is not None:
+            sub.close(sub.close_code or 1000)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(writer, 5)
+
+
+async def _read_loop(
+    websocket: WebSocket, state: AppState, sub: Subscriber, participant_id: uuid.UUID | None
+) -> None:
+    limits = _Limits()
+    while sub.close_code is None:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if participant_id is not None:
+            state.heartbeats.activity(participant_id)
+        if not limits.allow_frame():
+            sub.close(4429, "too many frames")
+            return
+        try:
+            reply = await _handle_frame(state, participant_id, message.get("text"))
+        except HearthError as exc:
+            sub.push(_error_frame(exc.code, exc.message))
+            if exc.code == "HT400" and limits.bad_frame():
+                sub.close(CLOSE_BAD_FRAMES, "too many bad frames")
+                return
+            continue
+        if reply is not None:
+            sub.push(reply)
+
+
+async def _handle_frame(state: AppState, participant_id: uuid.UUID | None, text: str | None) -> str | None:
+    if text is None:
+        raise HearthError("HT400", "frames are JSON text")
+    try:
+        frame = json.loads(text)
+    except ValueError:
+        raise HearthError("HT400", "frame is not valid JSON") from None
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        raise HearthError("HT400", "a frame is a JSON object with a string 'type'")
+    kind = frame["type"]
+    if kind == "ping":
+        return '{"type":"pong"}'
+    if kind not in ("message", "signal"):
+        raise HearthError("HT400", f"unknown frame type {kind[:40]!r}")
+    if participant_id is None:
+        raise HearthError("HT403", "an identity token cannot send to a session; join it first")
+    if kind == "message":
+        body = frame.get("body")
+        if not isinstance(body, dict) or set(frame) - {"type", "body"}:
+            raise HearthError("HT400", "message frames are {type, body: object}")
+        await state.db.fetchval("post_message", "SELECT hearth.post_message($1, $2)", participant_id, body)
+        return None
+    to, signal_kind, data = frame.get("to"), frame.get("kind"), frame.get("data")
+    if (
+        set(frame) - {"type", "to", "kind", "data"}
+        or signal_kind not in SIGNAL_KINDS
+        or not isinstance(data, dict)
+    ):
+        raise HearthError("HT400", "signal frames are {type, to, kind: offer|answer|ice, data: object}")
+    try:
+        target = uuid.UUID(str(to))
+    except ValueError:
+        raise HearthError("HT400", "signal 'to' must be a participant id") from None
+    await state.db.fetchval(
+        "relay_signal",
+        "SELECT hearth.relay_signal($1, $2, $3, $4)",
+        participant_id,
+        target,
+        signal_kind,
+        data,
+    )
+    return None

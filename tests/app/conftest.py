@@ -1,0 +1,61 @@
+"""App fixtures: a database per module and real `hearth serve` processes on loopback."""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from tests.app.harness import Api, Instance
+from tests.pg import PgServer
+
+
+def _clone(pg: PgServer, template: str) -> str:
+    name = f"hearth_app_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    return pg.url(name)
+
+
+@pytest.fixture(scope="module")
+def app_db(pg: PgServer, template_db: str) -> str:
+    return _clone(pg, template_db)
+
+
+@pytest.fixture(scope="module")
+def log_dir() -> Path:
+    return Path(tempfile.mkdtemp(prefix="hearth-app-logs-"))
+
+
+def start_instances(database_url: str, log_dir: Path, count: int) -> list[Instance]:
+    instances = [Instance(database_url, f"i{n}-{uuid.uuid4().hex[:6]}", log_dir) for n in range(count)]
+    for instance in instances:
+        instance.wait_ready()
+    return instances
+
+
+@pytest.fixture(scope="module")
+def pair(app_db: str, log_dir: Path) -> Iterator[list[Instance]]:
+    """Two instances sharing one database, for the whole module."""
+    instances = start_instances(app_db, log_dir, 2)
+    yield instances
+    for instance in instances:
+        instance.terminate()
+
+
+@pytest.fixture
+async def api_a(pair: list[Instance]) -> AsyncIterator[Api]:
+    api = Api(pair[0])
+    yield api
+    await api.close()
+
+
+@pytest.fixture
+async def api_b(pair: list[Instance]) -> AsyncIterator[Api]:
+    api = Api(pair[1])
+    yield api
+    await api.close()
