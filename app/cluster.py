@@ -85,8 +85,10 @@ class LocalCluster:
             return
         self._run(
             str(self.pg_bin / "initdb"),
-            "-D", str(self.data_dir),
-            "-U", SUPERUSER,
+            "-D",
+            str(self.data_dir),
+            "-U",
+            SUPERUSER,
             "--auth=trust",
             "--encoding=UTF8",
             "--locale=C",
@@ -125,10 +127,15 @@ class LocalCluster:
             self.port = free_port()
         self._run(
             str(self.pg_bin / "pg_ctl"),
-            "-D", str(self.data_dir),
-            "-l", str(self.log_file),
-            "-o", f"-p {self.port}",
-            "-w", "-t", "60",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-o",
+            f"-p {self.port}",
+            "-w",
+            "-t",
+            "60",
             "start",
         )
         self.port_file.write_text(f"{self.port}\n")

@@ -85,8 +85,10 @@ class Listener:
         *,
         keepalive_s: float = 2.0,
         max_backoff_s: float = 5.0,
+        application_name: str = "hearth-listener",
     ) -> None:
         self._url = url
+        self._application_name = application_name
         self._on_notify = on_notify
         self._on_connect = on_connect
         self._metrics = metrics
@@ -105,7 +107,9 @@ class Listener:
         while not self._stopping.is_set():
             lost = asyncio.Event()
             try:
-                self._conn = await asyncpg.connect(self._url, timeout=5)
+                self._conn = await asyncpg.connect(
+                    self._url, timeout=5, server_settings={"application_name": self._application_name}
+                )
                 self._conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await self._conn.add_listener(CHANNEL, self._callback)
                 self.connected = True

@@ -62,7 +62,13 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
             return count
 
         hub = Hub(fetch, metrics)
-        listener = Listener(settings.database_url.reveal(), hub.notify, hub.resync, metrics)
+        listener = Listener(
+            settings.database_url.reveal(),
+            hub.notify,
+            hub.resync,
+            metrics,
+            application_name=f"hearth-listener {settings.instance_id}"[:63],
+        )
         interval = await db.fetchval("get_setting", "SELECT hearth.get_setting('heartbeat_interval')")
         interval_s = int((await _interval_seconds(db, interval)) or 30)
         heartbeats = Heartbeats(touch, metrics, flush_s=heartbeat_flush_s, keepalive_s=interval_s / 2)
