@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
+import secrets
 import sys
-import time
 from pathlib import Path
 
 from app import migrate
@@ -16,8 +15,21 @@ from app.config import Settings
 DEV_DB = "hearth"
 
 
+def _dev_secret(path: Path) -> str:
+    """A random secret kept under .hearth/, so dev tokens survive restarts."""
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def _dev(args: argparse.Namespace) -> int:
-    cluster = LocalCluster(Path(args.dir))
+    import uvicorn
+
+    from app.main import create_app, uvicorn_config
+
+    base = Path(args.dir)
+    cluster = LocalCluster(base)
     fresh = not cluster.initialized
     cluster.init()
     cluster.start()
@@ -29,18 +41,16 @@ def _dev(args: argparse.Namespace) -> int:
                 conn.execute(f"CREATE DATABASE {DEV_DB}")
         url = cluster.url(DEV_DB)
         migrate.upgrade(url)
-        print(f"Hearth dev database ready: {url}", flush=True)
-        print("Press Ctrl-C to stop.", flush=True)
-        stop = False
-
-        def _on_signal(signum: int, frame: object) -> None:
-            nonlocal stop
-            stop = True
-
-        signal.signal(signal.SIGINT, _on_signal)
-        signal.signal(signal.SIGTERM, _on_signal)
-        while not stop:
-            time.sleep(0.2)
+        env = {
+            **os.environ,
+            "HEARTH_DATABASE_URL": url,
+            "HEARTH_SECRET": os.environ.get("HEARTH_SECRET") or _dev_secret(base / "secret"),
+            "HEARTH_ADMIN_TOKEN": os.environ.get("HEARTH_ADMIN_TOKEN") or _dev_secret(base / "admin-token"),
+        }
+        settings = Settings.from_env(env)
+        print(f"Hearth dev database: {url}  (psql: HEARTH_DATABASE_URL={url} hearth sql)", flush=True)
+        print(f"Hearth dev app: http://{settings.host}:{settings.port}/  (Ctrl-C stops both)", flush=True)
+        uvicorn.run(**uvicorn_config(create_app(settings), settings))
     finally:
         cluster.stop()
         print("Hearth dev stopped.", flush=True)

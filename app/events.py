@@ -37,6 +37,7 @@ class Event:
     text: str
     identity: bool = False
     ref: bool = False
+    at: str = ""
 
     @classmethod
     def from_notify(cls, payload: str) -> Event:
@@ -51,6 +52,7 @@ class Event:
             payload,
             session_id is None,
             bool(frame.get("ref")),
+            frame.get("at", ""),
         )
 
     @classmethod

@@ -40,6 +40,9 @@ class Heartbeats:
         self._active.add(participant_id)
 
     def disconnected(self, participant_id: uuid.UUID) -> None:
+        # Seen until this moment: one more touch gives it a full presence_timeout to reconnect (on
+        # shutdown uvicorn closes the sockets before the final flush runs).
+        self._active.add(participant_id)
         count = self._sockets.get(participant_id, 0) - 1
         if count > 0:
             self._sockets[participant_id] = count

@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from app.events import Event
@@ -212,6 +214,9 @@ class Hub:
     async def _dispatch(self, payload: str) -> None:
         event = Event.from_notify(payload)
         self.metrics.events_received.inc()
+        with contextlib.suppress(ValueError):
+            lag = time.time() - datetime.fromisoformat(event.at).timestamp()
+            self.metrics.relay_lag.observe(max(lag, 0.0))
         subs = self._streams.get(event.stream_id)
         if not subs:
             return
