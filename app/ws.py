@@ -102,6 +102,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     participant_id = claims.participant_id
     sub = Subscriber(state.hub, str(participant_id) if participant_id else None)
     writer: asyncio.Task[None] | None = None
+    heartbeating = False
     try:
         identity = str(claims.identity_id)
         sub.follow(identity, identity=True)
@@ -136,6 +137,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             writer = asyncio.create_task(_writer(websocket, sub))
             assert participant_id is not None
             state.heartbeats.connected(participant_id)
+            heartbeating = True
             await sub.go_live(session, snapshot["seq"] if after is None else min(after, snapshot["seq"]))
             await sub.go_live(identity, identity_seq)
         else:
@@ -164,7 +166,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         pass
     finally:
         state.hub.remove(sub)
-        if participant_id is not None and writer is not None:
+        if heartbeating and participant_id is not None:
             state.heartbeats.disconnected(participant_id)
         if writer is not None:
             sub.close(sub.close_code or 1000)
