@@ -37,3 +37,40 @@ async def test_presence_and_messages_cross_instances(pair: list[Instance], api_a
     assert [e["seq"] for e in ws_a.events()] == sorted(e["seq"] for e in ws_a.events())
     await ws_a.close()
     await ws_b.close()
+
+
+async def test_signal_reaches_only_its_target_across_instances(
+    pair: list[Instance], api_a: Api, api_b: Api
+) -> None:
+    _, owner = await api_a.identity("owner")
+    session = await api_a.session(owner)
+    joined = []
+    for name in ("target", "bystander", "sender"):
+        _, token = await api_a.identity(name)
+        joined.append(await api_a.join(session["session_id"], token))
+    (target_pid, target_token), (_, bystander_token), (sender_pid, sender_token) = joined
+    target = await Ws.open(pair[0], target_token)
+    bystander = await Ws.open(pair[0], bystander_token)
+    sender = await Ws.open(pair[1], sender_token)
+    for ws in (target, bystander, sender):
+        await ws.until_type("welcome")
+
+    sdp = "v=0\r\n" + "a=candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host\r\n" * 400  # ~20 KB
+    await sender.send({"type": "signal", "to": target_pid, "kind": "offer", "data": {"sdp": sdp}})
+    await sender.send({"type": "signal", "to": target_pid, "kind": "ice", "data": {"candidate": "c1"}})
+    await sender.send({"type": "message", "body": {"text": "after the signals"}})
+
+    offer = await target.until_type("signal")
+    assert offer["from"] == sender_pid and offer["to"] == target_pid and offer["kind"] == "offer"
+    assert offer["data"]["sdp"] == sdp, "an SDP larger than a NOTIFY payload arrives whole"
+    ice = await target.until_type("signal")
+    assert ice["kind"] == "ice" and ice["data"] == {"candidate": "c1"}
+    await target.until_type("message")
+    await bystander.until_type("message")
+    assert bystander.events("signal") == []
+    assert sender.events("signal") == []
+    # The bystander skipped the two signal seqs without treating them as a gap.
+    seqs = [e["seq"] for e in bystander.events()]
+    assert seqs == sorted(set(seqs))
+    for ws in (target, bystander, sender):
+        await ws.close()
