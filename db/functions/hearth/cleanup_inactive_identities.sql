@@ -3,7 +3,7 @@
 -- (presence.leave, reason inactive), then their messages, participants and identity events go.
 -- Activity is the identity's own API use, a heartbeat, or a participation that ended after the cutoff.
 -- Identities whose rows someone else holds are left for the next run. Returns the number deleted.
--- pg_cron: every 15 minutes. HT400 for a non-positive p_max_idle.
+-- pg_cron: every 15 minutes. HT400 for a p_max_idle not positive or over 100 years.
 CREATE OR REPLACE FUNCTION hearth.cleanup_inactive_identities(
     p_max_idle interval DEFAULT NULL,
     p_now timestamptz DEFAULT now()
@@ -20,7 +20,8 @@ DECLARE
     v_locked uuid[];
     v_participant_id uuid;
 BEGIN
-    PERFORM hearth_data.require(p_max_idle IS NULL OR p_max_idle > interval '0', 'p_max_idle must be positive');
+    PERFORM hearth_data.require(p_max_idle IS NULL OR (p_max_idle > interval '0' AND p_max_idle <= interval '100 years'),
+                                'p_max_idle must be positive and at most 100 years');
     PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
     v_cutoff := p_now - COALESCE(p_max_idle, hearth_data.setting_interval('identity_idle_timeout'));
 

@@ -3,7 +3,7 @@
 -- participants, presence and events, in batches of p_batch; returns the number deleted. Open sessions
 -- get session.expired first. Called by hand it runs in the caller's transaction; the pg_cron job
 -- (every 15 minutes) runs the same batches with a commit after each.
--- HT400 for a non-positive p_max_idle or a p_batch outside 1..100000.
+-- HT400 for a p_max_idle not positive or over 100 years, or a p_batch outside 1..100000.
 CREATE OR REPLACE FUNCTION hearth.cleanup_inactive_sessions(
     p_max_idle interval DEFAULT NULL,
     p_batch integer DEFAULT 1000,
@@ -18,7 +18,8 @@ DECLARE
     v_deleted integer;
     v_total integer := 0;
 BEGIN
-    PERFORM hearth_data.require(p_max_idle IS NULL OR p_max_idle > interval '0', 'p_max_idle must be positive');
+    PERFORM hearth_data.require(p_max_idle IS NULL OR (p_max_idle > interval '0' AND p_max_idle <= interval '100 years'),
+                                'p_max_idle must be positive and at most 100 years');
     PERFORM hearth_data.require(p_batch BETWEEN 1 AND 100000, 'p_batch must be between 1 and 100000');
     PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
     LOOP

@@ -1,6 +1,7 @@
 -- prune_events: deletes events older than p_keep (default: the event_retention setting), 10,000 rows
 -- at a time; returns how many. Stream sequence counters live on the stream rows, so pruning never makes
--- a sequence number be reused. pg_cron: every 15 minutes. HT400 for a non-positive p_keep.
+-- a sequence number be reused. pg_cron: every 15 minutes. HT400 for a p_keep not
+-- positive or over 100 years.
 CREATE OR REPLACE FUNCTION hearth.prune_events(
     p_keep interval DEFAULT NULL,
     p_now timestamptz DEFAULT now()
@@ -15,7 +16,8 @@ DECLARE
     v_deleted integer;
     v_total integer := 0;
 BEGIN
-    PERFORM hearth_data.require(p_keep IS NULL OR p_keep > interval '0', 'p_keep must be positive');
+    PERFORM hearth_data.require(p_keep IS NULL OR (p_keep > interval '0' AND p_keep <= interval '100 years'),
+                                'p_keep must be positive and at most 100 years');
     PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
     v_cutoff := p_now - COALESCE(p_keep, hearth_data.setting_interval('event_retention'));
     LOOP

@@ -1,7 +1,7 @@
 -- sweep_presence: participants with no heartbeat for p_timeout (default: the presence_timeout setting)
 -- leave with reason timeout (presence.leave); an emptied pairing or match session ends. Returns how
 -- many left. Sessions locked by someone else are left for the next run. pg_cron: every minute.
--- HT400 for a non-positive timeout.
+-- HT400 for a non-positive timeout or one over 100 years (p_now minus it would overflow).
 CREATE OR REPLACE FUNCTION hearth.sweep_presence(
     p_timeout interval DEFAULT NULL,
     p_now timestamptz DEFAULT now()
@@ -18,7 +18,8 @@ DECLARE
     v_count integer := 0;
 BEGIN
     PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
-    PERFORM hearth_data.require(p_timeout IS NULL OR p_timeout > interval '0', 'p_timeout must be positive');
+    PERFORM hearth_data.require(p_timeout IS NULL OR (p_timeout > interval '0' AND p_timeout <= interval '100 years'),
+                                'p_timeout must be positive and at most 100 years');
     v_cutoff := p_now - COALESCE(p_timeout, hearth_data.setting_interval('presence_timeout'));
 
     -- One pass over the narrow heartbeat table finds the sessions with stale presence.

@@ -1,6 +1,7 @@
 -- touch: batched heartbeat. Refreshes last_seen_at of every listed participant that is present and
 -- returns how many were. Emits no event. A session's activity time is written at most about once a
--- minute (sooner for idle timeouts under two minutes), and only when no one else holds the session row.
+-- minute (every quarter of the idle timeout when that is shorter than four minutes), only while the
+-- session is not yet due, and only when no one else holds the session row.
 -- Presence rows are locked in participant_id order, so concurrent batches from several instances
 -- cannot deadlock. presence.last_seen_at has no index: these are HOT updates.
 -- HT400 for a null array, more than 10,000 ids, or a null p_now.
@@ -36,8 +37,9 @@ BEGIN
                SELECT s2.session_id FROM hearth_data.sessions s2
                 WHERE s2.session_id IN (SELECT DISTINCT seen.session_id FROM seen)
                   AND s2.status IN ('waiting', 'active')
+                  AND s2.due_at > p_now  -- a late heartbeat does not bring a due session back
                   AND s2.last_activity_at
-                      < p_now - LEAST(interval '1 minute', (s2.idle_deadline - s2.last_activity_at) / 2)
+                      < p_now - LEAST(interval '1 minute', (s2.idle_deadline - s2.last_activity_at) / 4)
                 FOR UPDATE SKIP LOCKED)
         RETURNING 1
     )

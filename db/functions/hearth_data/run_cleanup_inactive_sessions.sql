@@ -1,8 +1,9 @@
 -- run_cleanup_inactive_sessions: the pg_cron job behind cleanup_inactive_sessions. Same batches, but it
 -- commits after each one, so no row lock is held for longer than one batch.
+-- No SET clause (search_path): a procedure with one cannot COMMIT ("invalid transaction termination").
+-- Every name below is schema-qualified instead.
 CREATE OR REPLACE PROCEDURE hearth_data.run_cleanup_inactive_sessions(p_batch integer DEFAULT 1000)
 LANGUAGE plpgsql
-SET search_path = ''
 AS $$
 DECLARE
     v_deleted integer;

@@ -1,0 +1,144 @@
+"""LISTEN hearth_events: every event arrives as a client frame (or a reference when too big)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from tests.db.helpers import (
+    db_now,
+    events,
+    identity,
+    join,
+    leave,
+    member,
+    minutes,
+    notifications,
+    post,
+    seconds,
+    session,
+    signal,
+    touch,
+)
+
+FRAME_FIELDS = {"type", "seq", "session_id", "at"}
+PAYLOAD_FIELDS = {
+    "presence.join": {"participant_id", "identity_id", "role", "display_name"},
+    "presence.leave": {"participant_id", "reason"},
+    "message": {"participant_id", "body"},
+    "signal": {"from", "to", "kind", "data"},
+    "session.expired": {"reason"},
+    "session.ended": {"reason"},
+}
+
+
+def _expected_frames(session_id: uuid.UUID, stored: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": e["type"],
+            "seq": e["seq"],
+            "session_id": str(session_id),
+            "at": e["created_at"],
+            **e["payload"],
+        }
+        for e in stored
+    ]
+
+
+def _parse_at(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**f, "at": datetime.fromisoformat(f["at"])} for f in frames]
+
+
+async def test_listener_receives_every_event_type(db: asyncpg.Connection, db_url: str) -> None:
+    async with notifications(db_url, db) as heard:
+        room = await session(db)
+        t0 = await db_now(db)
+        alice = await join(db, room, await identity(db, "alice"), "host", t0)
+        bob = await join(db, room, await identity(db, "bob"), now=t0)
+        await post(db, alice, {"text": "hi"})
+        await signal(db, alice, bob, "offer", {"type": "offer", "sdp": "v=0"})
+        assert await leave(db, bob, now=t0 + seconds(1))
+        pairing = await session(db, "pairing")
+        assert await leave(db, await member(db, pairing))
+        assert await db.fetchval("SELECT hearth.expire_sessions($1)", t0 + minutes(61)) == 1
+        frames = _parse_at(await heard.drain())
+
+    assert {f["type"] for f in frames} == set(PAYLOAD_FIELDS)
+    for frame in frames:
+        assert set(frame) == FRAME_FIELDS | PAYLOAD_FIELDS[frame["type"]], frame
+    # Each frame is its stored event, in commit order, with the stream's sequence number.
+    room_frames = [f for f in frames if f["session_id"] == str(room)]
+    pairing_frames = [f for f in frames if f["session_id"] == str(pairing)]
+    assert len(room_frames) + len(pairing_frames) == len(frames)
+    assert room_frames == _expected_frames(room, await events(db, room))
+    assert pairing_frames == _expected_frames(pairing, await events(db, pairing))
+    assert [(f["type"], f["seq"]) for f in room_frames] == [
+        ("presence.join", 1),
+        ("presence.join", 2),
+        ("message", 3),
+        ("signal", 4),
+        ("presence.leave", 5),
+        ("presence.leave", 6),
+        ("session.expired", 7),
+    ]
+    assert room_frames[-1]["reason"] == "idle"
+    assert room_frames[-2]["reason"] == "expired"
+    assert [f["type"] for f in pairing_frames] == ["presence.join", "presence.leave", "session.ended"]
+
+
+async def test_a_signal_over_the_notify_limit_travels_by_reference(
+    db: asyncpg.Connection, db_url: str
+) -> None:
+    s = await session(db)
+    a, b = await member(db, s), await member(db, s)
+    data = {"type": "offer", "sdp": "v=0\r\n" + "a=candidate:x\r\n" * 1500}  # about 22 KB
+    async with notifications(db_url, db) as heard:
+        seq = await signal(db, a, b, "offer", data)
+        frames = await heard.drain()
+    assert len(frames) == 1
+    frame = frames[0]
+    assert frame.pop("ref") is True
+    assert {k: frame[k] for k in ("type", "seq", "session_id")} == {
+        "type": "signal",
+        "seq": seq,
+        "session_id": str(s),
+    }
+    assert "data" not in frame
+    # The reference resolves to the whole event.
+    stored = await events(db, s, after=seq - 1)
+    assert stored[0]["payload"] == {"from": str(a), "to": str(b), "kind": "offer", "data": data}
+
+
+async def test_notify_size_is_counted_in_bytes(db: asyncpg.Connection, db_url: str) -> None:
+    s = await session(db)
+    pid = await member(db, s)
+    small = {"text": "é" * 1000}  # about 2 KB in UTF-8: inline
+    big = {"text": "€" * 3000}  # 3,000 characters but 9,000 bytes: by reference
+    async with notifications(db_url, db) as heard:
+        await post(db, pid, small)
+        seq_big = await post(db, pid, big)
+        frames = await heard.drain()
+    assert frames[0]["body"] == small and "ref" not in frames[0]
+    assert frames[1] == {
+        "type": "message",
+        "seq": seq_big,
+        "session_id": str(s),
+        "at": frames[1]["at"],
+        "ref": True,
+    }
+    assert len(json.dumps(frames[1]).encode()) < 8000
+
+
+async def test_heartbeats_never_notify(db: asyncpg.Connection, db_url: str) -> None:
+    s = await session(db)
+    t0 = await db_now(db)
+    pids = [await member(db, s, now=t0) for _ in range(3)]
+    async with notifications(db_url, db) as heard:
+        for i in range(1, 10):
+            # Every 30 s, so the session's activity time is written too (about once a minute).
+            assert await touch(db, pids, t0 + seconds(30 * i)) == 3
+        assert await heard.drain() == []
