@@ -11,7 +11,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from app import migrate
+from app import cron, migrate
 from tests.pg import PgServer, pg_server
 
 TEMPLATE_DB = "hearth_template"
@@ -51,6 +51,14 @@ def template_db(pg: PgServer) -> str:
         # cron tests (sorted last) look.
         _recreate(pg, CRON_DB)
         migrate.upgrade(pg.url(CRON_DB))
+        # Per-minute copies of the slower jobs, so one test run sees every job command run under pg_cron.
+        with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
+            for name, schedule, command in cron.JOBS:
+                if schedule != "* * * * *":
+                    conn.execute(
+                        "SELECT cron.schedule_in_database(%s, '* * * * *', %s, %s)",
+                        (f"probe.{CRON_DB}.{name}", command, CRON_DB),
+                    )
     return TEMPLATE_DB
 
 
