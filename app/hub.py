@@ -86,6 +86,11 @@ class Subscriber:
             self.close(CLOSE_SLOW_CONSUMER, "too slow: frames were piling up")
         self._wake.set()
 
+    def drop_frames(self) -> None:
+        """For followers that only watch (a display's event stream): forget what was queued."""
+        self._out.clear()
+        self._out_bytes = 0
+
     def close(self, code: int, reason: str = "") -> None:
         """Close after the frames already queued are sent."""
         if self.close_code is None:

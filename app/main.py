@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import WebSocketRoute
 
-from app import http
+from app import http, pairing
 from app.config import Settings
 from app.db import Database
 from app.errors import HearthError
@@ -91,7 +91,7 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
             await db.close()
 
     return Starlette(
-        routes=[*http.routes, WebSocketRoute("/v1/ws", websocket_endpoint)],
+        routes=[*http.routes, *pairing.routes, WebSocketRoute("/v1/ws", websocket_endpoint)],
         lifespan=lifespan,
         exception_handlers={
             HearthError: _hearth_error,

@@ -1,0 +1,217 @@
+"""Display/controller pairing over HTTP: the lazy lobby (SPEC section 5).
+
+A waiting display holds no websocket: it registers (`POST /v1/displays`) and then waits on a
+server-sent-events stream (or long-polls with `?wait=SECONDS`) that ends with `paired` or `expired`.
+The stream counts as the display's presence, so the display is not swept while it waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from app import tokens
+from app.errors import HearthError
+from app.events import Event
+from app.http import claims_of, path_uuid, read_body
+from app.hub import Subscriber
+from app.state import AppState
+
+KEEPALIVE_S = 15.0
+MAX_WAIT_S = 60
+# Errors of a failed guess: counted against the client's address.
+_GUESS_ERRORS = ("HT400", "HT404", "HT410")
+
+
+def _state(request: Request) -> AppState:
+    state: AppState = request.app.state.hearth
+    return state
+
+
+def _issue(request: Request, claims: tokens.Claims) -> str:
+    return tokens.issue(_state(request).settings.secret.reveal(), claims)
+
+
+async def register_display(request: Request) -> Response:
+    claims = claims_of(request)
+    body = await read_body(request, {"ttl_s": int})
+    if "ttl_s" in body and not 0 < body["ttl_s"] <= 86400:
+        raise HearthError("HT400", "ttl_s must be between 1 and 86400")
+    row = await _state(request).db.fetchrow(
+        "register_display",
+        "SELECT * FROM hearth.register_display($1, $2)",
+        claims.identity_id,
+        timedelta(seconds=body["ttl_s"]) if "ttl_s" in body else None,
+    )
+    assert row is not None
+    token = _issue(request, tokens.Claims(claims.identity_id, row["session_id"], row["participant_id"]))
+    return JSONResponse(
+        {
+            "session_id": str(row["session_id"]),
+            "code": row["code"],
+            "participant_id": str(row["participant_id"]),
+            "token": token,
+            "expires_at": row["expires_at"].isoformat(),
+        },
+        status_code=201,
+    )
+
+
+async def pair(request: Request) -> Response:
+    claims = claims_of(request)
+    body = await read_body(request, {"code": str})
+    if "code" not in body:
+        raise HearthError("HT400", "code is required")
+    state = _state(request)
+    client_key = request.client.host if request.client else None
+    try:
+        row = await state.db.fetchrow(
+            "pair_controller",
+            "SELECT * FROM hearth.pair_controller($1, $2, $3)",
+            body["code"],
+            claims.identity_id,
+            client_key,
+        )
+    except HearthError as exc:
+        if exc.code in _GUESS_ERRORS:
+            # pair_controller's own writes roll back with its error: count the failure separately.
+            await state.db.fetchval(
+                "record_pairing_failure", "SELECT hearth.record_pairing_failure($1)", client_key
+            )
+        raise
+    assert row is not None
+    session_id, participant_id = row["session_id"], row["participant_id"]
+    return JSONResponse(
+        {
+            "session_id": str(session_id),
+            "participant_id": str(participant_id),
+            "token": _issue(request, tokens.Claims(claims.identity_id, session_id, participant_id)),
+        }
+    )
+
+
+class _Outcome:
+    """Follows a display's session stream until it is paired or over."""
+
+    def __init__(self) -> None:
+        self.done = asyncio.Event()
+        self.name = ""
+        self.frame: dict[str, Any] = {}
+
+    def on_frame(self, sub: Subscriber, event: Event) -> None:
+        if event.identity or self.done.is_set():
+            return
+        if event.type == "session.paired":
+            self.name = "paired"
+        elif event.type in ("session.expired", "session.ended"):
+            self.name = "expired"
+        else:
+            return
+        self.frame = json.loads(event.text)
+        self.done.set()
+
+
+async def _follow(
+    request: Request, session_id: uuid.UUID, claims: tokens.Claims
+) -> tuple[Subscriber, _Outcome]:
+    """Start following the display's session; the outcome may already be known from the table."""
+    state = _state(request)
+    sub = Subscriber(state.hub, str(claims.participant_id))
+    outcome = _Outcome()
+    sub.on_frame = outcome.on_frame
+    stream = str(session_id)
+    sub.follow(stream)
+    try:
+        snapshot = await state.db.fetchval("session_state", "SELECT hearth.session_state($1)", session_id)
+        # Replay the whole (short) pairing stream: an earlier paired or expired event is the answer.
+        await sub.go_live(stream, 0)
+        if not outcome.done.is_set() and snapshot["expired"]:
+            outcome.name = "expired"
+            outcome.frame = {"type": "session.expired", "session_id": stream, "reason": "expired"}
+            outcome.done.set()
+    except BaseException:
+        state.hub.remove(sub)
+        raise
+    sub.drop_frames()
+    return sub, outcome
+
+
+def _display_claims(request: Request, session_id: uuid.UUID) -> tokens.Claims:
+    token = request.query_params.get("token")
+    if token is None:
+        return claims_of(request, session=True)
+    claims = tokens.verify(_state(request).settings.secret.reveal(), token)
+    if not claims.is_session:
+        raise HearthError("HT401", "this needs the display's session token")
+    if claims.session_id != session_id:
+        raise HearthError("HT403", "this token is for another session")
+    return claims
+
+
+async def display_events(request: Request) -> Response:
+    session_id = path_uuid(request, "session_id")
+    claims = _display_claims(request, session_id)
+    if claims.session_id != session_id:
+        raise HearthError("HT403", "this token is for another session")
+    wait = request.query_params.get("wait")
+    if wait is not None:
+        if not wait.isdigit() or not 0 <= int(wait) <= MAX_WAIT_S:
+            raise HearthError("HT400", f"wait must be 0 to {MAX_WAIT_S} seconds")
+        return await _long_poll(request, session_id, claims, int(wait))
+    sub, outcome = await _follow(request, session_id, claims)
+    return StreamingResponse(
+        _sse(request, sub, outcome, claims),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _sse(
+    request: Request, sub: Subscriber, outcome: _Outcome, claims: tokens.Claims
+) -> AsyncIterator[str]:
+    state = _state(request)
+    assert claims.participant_id is not None
+    state.heartbeats.connected(claims.participant_id)
+    try:
+        yield ": waiting for a controller\n\n"
+        while not outcome.done.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(outcome.done.wait(), KEEPALIVE_S)
+            sub.drop_frames()
+            if not outcome.done.is_set():
+                yield ": keep-alive\n\n"
+        yield f"event: {outcome.name}\ndata: {json.dumps(outcome.frame)}\n\n"
+    finally:
+        state.hub.remove(sub)
+        state.heartbeats.disconnected(claims.participant_id)
+
+
+async def _long_poll(request: Request, session_id: uuid.UUID, claims: tokens.Claims, wait: int) -> Response:
+    state = _state(request)
+    assert claims.participant_id is not None
+    state.heartbeats.activity(claims.participant_id)
+    sub, outcome = await _follow(request, session_id, claims)
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(outcome.done.wait(), wait)
+    finally:
+        state.hub.remove(sub)
+    if not outcome.done.is_set():
+        return JSONResponse({"event": None})
+    return JSONResponse({"event": outcome.name, "data": outcome.frame})
+
+
+routes = [
+    Route("/v1/displays", register_display, methods=["POST"]),
+    Route("/v1/displays/{session_id}/events", display_events, methods=["GET"]),
+    Route("/v1/pair", pair, methods=["POST"]),
+]
