@@ -37,6 +37,10 @@ class Settings:
     livekit_api_key: str = ""
     livekit_api_secret: Secret = field(default_factory=lambda: Secret(""))
     livekit_webhook_key: str = ""
+    # Not in the contract: how often LiveKit's rooms are reconciled, and how long a side may be gone
+    # from a 1:1 room before its match ends.
+    livekit_reconcile_s: float = 30.0
+    livekit_grace_s: float = 20.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -53,4 +57,6 @@ class Settings:
             livekit_api_key=api_key,
             livekit_api_secret=Secret(env.get("LIVEKIT_API_SECRET", "")),
             livekit_webhook_key=env.get("LIVEKIT_WEBHOOK_KEY", "") or api_key,
+            livekit_reconcile_s=float(env.get("HEARTH_LIVEKIT_RECONCILE_S", "30")),
+            livekit_grace_s=float(env.get("HEARTH_LIVEKIT_GRACE_S", "20")),
         )

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 from typing import Any
 
-# name, schedule, command (run in Hearth's database)
-JOBS: list[tuple[str, str, str]] = [
+Job = tuple[str, str, str]  # name, schedule, command (run in Hearth's database)
+
+# Revision 0001: the session and presence rules.
+JOBS: list[Job] = [
     ("expire_sessions", "* * * * *", "SELECT hearth.expire_sessions()"),
     ("sweep_presence", "* * * * *", "SELECT hearth.sweep_presence()"),
     ("cleanup_inactive_sessions", "*/15 * * * *", "CALL hearth_data.run_cleanup_inactive_sessions()"),
     ("cleanup_inactive_identities", "*/15 * * * *", "SELECT hearth.cleanup_inactive_identities()"),
     ("prune_events", "*/15 * * * *", "SELECT hearth.prune_events()"),
+]
+# Revision 0003: the safety net behind the app's own matchers and reapers.
+MATCH_JOBS: list[Job] = [
+    ("match_waiting", "* * * * *", "SELECT hearth.match_waiting(1000)"),
+    ("end_abandoned_matches", "* * * * *", "SELECT hearth.end_abandoned_matches()"),
 ]
 # Runs in the cron database: keeps a week of run history for Hearth's jobs.
 TRIM_JOB = (
@@ -35,7 +42,7 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def local_install_sql() -> str:
+def local_install_sql(jobs: list[Job] | None = None) -> str:
     """SQL that schedules the jobs when pg_cron lives in the current database, and otherwise explains.
 
     Used as is for `alembic upgrade head --sql`; the online migration handles the remote case itself.
@@ -43,7 +50,7 @@ def local_install_sql() -> str:
     schedules = "\n".join(
         f"        PERFORM cron.schedule('hearth.' || current_database() || '.{name}', {_quote(sched)}, "
         f"{_quote(cmd)});"
-        for name, sched, cmd in [*JOBS, TRIM_JOB]
+        for name, sched, cmd in ([*JOBS, TRIM_JOB] if jobs is None else jobs)
     )
     return f"""DO $hearth_cron$
 BEGIN
@@ -61,40 +68,45 @@ $hearth_cron$;
 """
 
 
-def install(conn: Any, url_for_db: Any) -> str:
-    """Schedule the jobs for the database `conn` (a psycopg connection) is on. Returns what it did.
+def install(conn: Any, url_for_db: Any, jobs: list[Job] | None = None) -> str:
+    """Schedule jobs (default: revision 0001's, with the trim job) for the database `conn` (a psycopg
+    connection) is on. Returns what it did.
 
     `url_for_db(name)` gives a connection URL for another database of the same server.
     """
+    with_trim = jobs is None
+    jobs = JOBS if jobs is None else jobs
     dbname, cron_db = conn.execute(
         "SELECT current_database(), current_setting('cron.database_name', true)"
     ).fetchone()
     if cron_db is None:
         return "pg_cron is not loaded: jobs not scheduled"
+    count = len(jobs) + (1 if with_trim else 0)
     if cron_db == dbname:
-        conn.execute(local_install_sql())
-        return f"scheduled {len(JOBS) + 1} jobs in {dbname}"
+        conn.execute(local_install_sql([*jobs, TRIM_JOB] if with_trim else jobs))
+        return f"scheduled {count} jobs in {dbname}"
     import psycopg
 
     with psycopg.connect(url_for_db(cron_db), autocommit=True) as cron_conn:
         cron_conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
-        for name, sched, cmd in JOBS:
+        for name, sched, cmd in jobs:
             cron_conn.execute(
                 "SELECT cron.schedule_in_database(%s, %s, %s, %s)",
                 (job_name(dbname, name), sched, cmd, dbname),
             )
-        name, sched, cmd = TRIM_JOB
-        cron_conn.execute("SELECT cron.schedule(%s, %s, %s)", (job_name(dbname, name), sched, cmd))
-    return f"scheduled {len(JOBS) + 1} jobs for {dbname} from {cron_db}"
+        if with_trim:
+            name, sched, cmd = TRIM_JOB
+            cron_conn.execute("SELECT cron.schedule(%s, %s, %s)", (job_name(dbname, name), sched, cmd))
+    return f"scheduled {count} jobs for {dbname} from {cron_db}"
 
 
-def uninstall(conn: Any, url_for_db: Any) -> None:
+def uninstall(conn: Any, url_for_db: Any, jobs: list[Job] | None = None) -> None:
     dbname, cron_db = conn.execute(
         "SELECT current_database(), current_setting('cron.database_name', true)"
     ).fetchone()
     if cron_db is None:
         return
-    names = [job_name(dbname, name) for name, _, _ in [*JOBS, TRIM_JOB]]
+    names = [job_name(dbname, name) for name, _, _ in ([*JOBS, TRIM_JOB] if jobs is None else jobs)]
     sql = "SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = ANY(%s)"
     if cron_db == dbname:
         if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'").fetchone():

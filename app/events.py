@@ -76,7 +76,7 @@ def _iso(value: datetime) -> str:
 
 class Listener:
     """Keeps `LISTEN hearth_events` up; hands each payload to `on_notify`, each (re)connect to
-    `on_connect`."""
+    `on_connect`. `wake_channels` are further channels whose notifications only wake a loop."""
 
     def __init__(
         self,
@@ -88,8 +88,10 @@ class Listener:
         keepalive_s: float = 2.0,
         max_backoff_s: float = 5.0,
         application_name: str = "hearth-listener",
+        wake_channels: dict[str, Callable[[], None]] | None = None,
     ) -> None:
         self._url = url
+        self._wake_channels = wake_channels or {}
         self._application_name = application_name
         self._on_notify = on_notify
         self._on_connect = on_connect
@@ -114,6 +116,8 @@ class Listener:
                 )
                 self._conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await self._conn.add_listener(CHANNEL, self._callback)
+                for channel, wake in self._wake_channels.items():
+                    await self._conn.add_listener(channel, lambda *_args, wake=wake: wake())
                 self.connected = True
                 self._metrics.listener_up.set(1)
                 if self.connects:

@@ -15,13 +15,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import WebSocketRoute
 
-from app import http, pairing
+from app import http, matching, pairing
 from app.config import Settings
 from app.db import Database
 from app.errors import HearthError
 from app.events import Event, Listener
 from app.heartbeat import Heartbeats
 from app.hub import Hub
+from app.livekit import Matchmaking, RoomWorker
 from app.metrics import Metrics
 from app.state import AppState
 from app.ws import websocket_endpoint
@@ -62,12 +63,25 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
             return count
 
         hub = Hub(fetch, metrics)
+        matchmaking = Matchmaking(db, grace_s=settings.livekit_grace_s)
+        wake_channels = {"hearth_match": matchmaking.wake.set}
+        room_worker: RoomWorker | None = None
+        if settings.livekit_url and settings.livekit_api_key:
+            room_worker = RoomWorker(
+                db,
+                settings.livekit_url,
+                settings.livekit_api_key,
+                settings.livekit_api_secret.reveal(),
+                reconcile_s=settings.livekit_reconcile_s,
+            )
+            wake_channels["hearth_livekit"] = room_worker.wake.set
         listener = Listener(
             settings.database_url.reveal(),
             hub.notify,
             hub.resync,
             metrics,
             application_name=f"hearth-listener {settings.instance_id}"[:63],
+            wake_channels=wake_channels,
         )
         interval = await db.fetchval("get_setting", "SELECT hearth.get_setting('heartbeat_interval')")
         interval_s = int((await _interval_seconds(db, interval)) or 30)
@@ -77,7 +91,10 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
             asyncio.create_task(listener.run(), name="hearth-listener"),
             asyncio.create_task(hub.run(), name="hearth-dispatcher"),
             asyncio.create_task(heartbeats.run(), name="hearth-heartbeats"),
+            asyncio.create_task(matchmaking.run(), name="hearth-matchmaking"),
         ]
+        if room_worker is not None:
+            tasks.append(asyncio.create_task(room_worker.run(), name="hearth-livekit-rooms"))
         try:
             yield
         finally:
@@ -91,7 +108,12 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
             await db.close()
 
     return Starlette(
-        routes=[*http.routes, *pairing.routes, WebSocketRoute("/v1/ws", websocket_endpoint)],
+        routes=[
+            *http.routes,
+            *pairing.routes,
+            *matching.routes,
+            WebSocketRoute("/v1/ws", websocket_endpoint),
+        ],
         lifespan=lifespan,
         exception_handlers={
             HearthError: _hearth_error,

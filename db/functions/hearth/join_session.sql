@@ -1,7 +1,8 @@
 -- join_session: an identity joins a session and is present; returns the participant id. Joining again
 -- while present returns the same participant (and counts as a heartbeat). A room or match session
 -- becomes active at its first join. Emits presence.join.
--- HT400 bad arguments, HT404 no such session or identity, HT409 session full, HT410 expired or ended.
+-- HT400 bad arguments, HT404 no such session or identity, HT409 session full, HT410 expired or ended,
+-- HT403 a match session joined by anyone but its two identities.
 CREATE OR REPLACE FUNCTION hearth.join_session(
     p_session_id uuid,
     p_identity_id uuid,
@@ -35,6 +36,11 @@ BEGIN
     END IF;
     IF v_session.status NOT IN ('waiting', 'active') OR v_session.due_at <= p_now THEN
         RAISE EXCEPTION 'session % is expired or ended', p_session_id USING ERRCODE = 'HT410';
+    END IF;
+    -- A match session names its two identities in its metadata (see hearth_data.create_match).
+    IF v_session.kind = 'match'
+       AND NOT COALESCE(v_session.metadata -> 'identities' ? p_identity_id::text, false) THEN
+        RAISE EXCEPTION 'only the two matched identities can join match %', p_session_id USING ERRCODE = 'HT403';
     END IF;
 
     SELECT pa.participant_id INTO v_participant_id FROM hearth_data.participants pa
@@ -72,6 +78,6 @@ $$;
 
 COMMENT ON FUNCTION hearth.join_session(uuid, uuid, text, timestamptz) IS
     'Joins an identity to a session (same participant if already present); emits presence.join. '
-    'HT404 unknown, HT409 full, HT410 expired or ended.';
+    'HT404 unknown, HT409 full, HT410 expired or ended, HT403 not one of a match''s two identities.';
 REVOKE ALL ON FUNCTION hearth.join_session(uuid, uuid, text, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hearth.join_session(uuid, uuid, text, timestamptz) TO hearth_app;

@@ -1,0 +1,208 @@
+"""LiveKit: room tokens (pure), the room worker (outbox), the reconciler, and the match loops.
+
+Rooms are never created inline with a match: the match writes a `create_room` job in its own
+transaction, and workers in every instance claim due jobs (SKIP LOCKED, with a lease) and call LiveKit
+through `livekit-api`. Failures go back to the database, which schedules the retry (exponential
+backoff with jitter) or, past the budget, rolls the match back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import jwt
+
+from app.db import Database
+from app.errors import HearthError
+
+log = logging.getLogger("hearth.livekit")
+
+ROOM_TOKEN_TTL_S = 600
+EMPTY_TIMEOUT_S = 60  # nobody ever joined: LiveKit closes the room
+DEPARTURE_TIMEOUT_S = 20  # everybody left
+CALL_TIMEOUT_S = 5.0
+MAX_ATTEMPTS = 6
+# Twirp codes worth another try; anything else (bad request, permission) will not get better.
+RETRYABLE = {"unavailable", "internal", "resource_exhausted", "deadline_exceeded", "unknown", "aborted"}
+
+
+def room_token(
+    api_key: str, api_secret: str, identity: str, room: str, *, now: float, ttl_s: int = ROOM_TOKEN_TTL_S
+) -> str:
+    """A LiveKit access token allowing `identity` to join `room` alone, valid for ttl_s from now."""
+    claims = {
+        "iss": api_key,
+        "sub": identity,
+        "nbf": int(now),
+        "exp": int(now) + ttl_s,
+        "video": {"roomJoin": True, "room": room},
+    }
+    return jwt.encode(claims, api_secret, algorithm="HS256")
+
+
+def _retryable(exc: BaseException) -> bool:
+    code = getattr(exc, "code", None)
+    if isinstance(code, str):
+        return code in RETRYABLE or getattr(exc, "status", 500) >= 500
+    return isinstance(exc, aiohttp.ClientError | TimeoutError | OSError)
+
+
+async def _every(seconds: float, wake: asyncio.Event | None, action: Callable[[], Awaitable[Any]]) -> None:
+    """Run `action` every `seconds`, or sooner when `wake` is set; survive its failures."""
+    while True:
+        try:
+            await action()
+        except Exception as exc:
+            log.warning("%s failed: %s", getattr(action, "__name__", "task"), exc)
+        if wake is None:
+            await asyncio.sleep(seconds)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), seconds)
+            wake.clear()
+
+
+class Matchmaking:
+    """The app's share of matchmaking: pair waiting identities promptly after an enqueue (pg_cron is the
+    safety net) and end matches abandoned in LiveKit."""
+
+    def __init__(self, db: Database, *, tick_s: float = 2.0, grace_s: float = 20.0) -> None:
+        self._db = db
+        self._tick_s = tick_s
+        self._grace_s = grace_s
+        self.wake = asyncio.Event()
+
+    async def match(self) -> None:
+        # Again while it finds pairs: concurrent matchers can hold some of the queue for a moment.
+        while await self._db.fetchval("match_waiting", "SELECT hearth.match_waiting(100)"):
+            pass
+
+    async def reap(self) -> None:
+        await self._db.fetchval(
+            "end_abandoned_matches",
+            "SELECT hearth.end_abandoned_matches(make_interval(secs => $1))",
+            self._grace_s,
+        )
+
+    async def run(self) -> None:
+        await asyncio.gather(_every(self._tick_s, self.wake, self.match), _every(5.0, None, self.reap))
+
+
+class RoomWorker:
+    """Creates and deletes LiveKit rooms from the outbox, and reconciles LiveKit with Hearth."""
+
+    def __init__(
+        self,
+        db: Database,
+        url: str,
+        api_key: str,
+        api_secret: str,
+        *,
+        reconcile_s: float = 30.0,
+        batch: int = 20,
+    ) -> None:
+        self._db = db
+        self._url = url
+        self._api_key = api_key
+        self._api_secret = api_secret
+        self._reconcile_s = reconcile_s
+        self._batch = batch
+        self.wake = asyncio.Event()
+        self._api: Any = None
+
+    async def run(self) -> None:
+        from livekit import api
+
+        # LiveKitAPI owns an aiohttp session: create it inside the running loop.
+        self._api = api.LiveKitAPI(
+            self._url,
+            self._api_key,
+            self._api_secret,
+            timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_S),
+            failover=False,
+        )
+        try:
+            await asyncio.gather(
+                _every(1.0, self.wake, self.work), _every(self._reconcile_s, None, self.reconcile)
+            )
+        finally:
+            await self._api.aclose()
+
+    async def work(self) -> None:
+        while True:
+            jobs = await self._db.fetch(
+                "claim_livekit_jobs", "SELECT * FROM hearth.claim_livekit_jobs($1)", self._batch
+            )
+            if not jobs:
+                return
+            await asyncio.gather(*(self._run_job(job) for job in jobs))
+
+    async def _run_job(self, job: Any) -> None:
+        from livekit import api
+
+        try:
+            if job["kind"] == "create_room":
+                await self._api.room.create_room(
+                    api.CreateRoomRequest(
+                        name=job["room"],
+                        max_participants=2,
+                        empty_timeout=EMPTY_TIMEOUT_S,
+                        departure_timeout=DEPARTURE_TIMEOUT_S,
+                    )
+                )
+            else:
+                try:
+                    await self._api.room.delete_room(api.DeleteRoomRequest(room=job["room"]))
+                except api.TwirpError as exc:
+                    if exc.code != "not_found":  # already gone is what we wanted
+                        raise
+        except Exception as exc:
+            attempts = MAX_ATTEMPTS if _retryable(exc) else 1
+            outcome = await self._db.fetchval(
+                "finish_livekit_job",
+                "SELECT hearth.finish_livekit_job($1, $2, $3)",
+                job["job_id"],
+                f"{type(exc).__name__}: {exc}"[:500],
+                attempts,
+            )
+            log.warning("LiveKit %s %s failed (%s): %s", job["kind"], job["room"], outcome, exc)
+            return
+        await self._db.fetchval("finish_livekit_job", "SELECT hearth.finish_livekit_job($1)", job["job_id"])
+
+    async def reconcile(self) -> None:
+        from livekit import api
+
+        listed_at = datetime.now(UTC)
+        response = await self._api.room.list_rooms(api.ListRoomsRequest())
+        names = [room.name for room in response.rooms]
+        stale = await self._db.fetch(
+            "reconcile_livekit_rooms",
+            "SELECT room FROM hearth.reconcile_livekit_rooms($1, $2)",
+            names,
+            listed_at,
+        )
+        for row in stale:
+            with contextlib.suppress(api.TwirpError):
+                await self._api.room.delete_room(api.DeleteRoomRequest(room=row["room"]))
+        if stale:
+            log.info("reconciler deleted %d stale rooms", len(stale))
+
+
+def created_at(seconds: int) -> datetime | None:
+    return datetime.fromtimestamp(seconds, tz=UTC) if seconds else None
+
+
+def require_configured(url: str, api_key: str) -> None:
+    if not url or not api_key:
+        raise HearthError("HT503", "LiveKit is not configured on this server", http_status=503)
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,89 @@
+"""matchmaking: identity states, matches, LiveKit room outbox, webhook events; join_session reloaded
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-22
+"""
+
+import os
+
+from alembic import context, op
+
+from app import cron, sqlfiles
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+# Function files this revision loads, with their sha256 (python -m app.sqlfiles FILE...).
+# join_session.sql is reloaded: match sessions admit only their two identities.
+FUNCTION_FILES: dict[str, str] = {
+    "functions/hearth_data/create_match.sql": "b94dd19cfa9b7b719c03700b10ac128c4259819827e58865c7f7a5407fcb0041",
+    "functions/hearth_data/finish_match.sql": "52815d0956b3376d760cce14071415e9014c0c070a0ce6e20219bd07e1e9da54",
+    "functions/hearth/identity_state.sql": "8459d34c9c4af0bc81b8dfc8baf1de6ff3a4ab51f9d870aa8bec8c23de0e8f59",
+    "functions/hearth/enqueue_match.sql": "1dc7cbbf3dd20424cbffc68689188b73b080d212a0f04f5006b452bbe0f7e467",
+    "functions/hearth/leave_queue.sql": "dc061132327c8e9b07e82366a40045ec0fd65f46b040367372cef4bd0b9a5ec2",
+    "functions/hearth/match_waiting.sql": "2b97f40d31edb3109be8f260a6933e65c93d4ecc211e202dd2389416124e89d6",
+    "functions/hearth/end_match.sql": "30948cc502d9cd5937c858248c087c4c3ca65c6fea145cffcb862f53ed302874",
+    "functions/hearth/match_status.sql": "136f16edc658ce4718d05afa3bdb433673e7b97db77dd34bb52916e840108c10",
+    "functions/hearth/livekit_room.sql": "186db2e0080f7a098143cd6ae21d94b9271e482f889743afa9d9d2469466da03",
+    "functions/hearth/record_livekit_event.sql": "dbbe7753ee2d8a7e5ccba3bc48b78fed2e9d184d6dad9627dd5900db84878c4c",
+    "functions/hearth/claim_livekit_jobs.sql": "2e6f49b868dfe1b623e2617158ba1492390fd7069ce833e94b01f4901c80ab5f",
+    "functions/hearth/finish_livekit_job.sql": "9bf90003502a0220df26adc85eeefe1fb7f6c31382e669a804c84e1d23bc5acb",
+    "functions/hearth/end_abandoned_matches.sql": "d1db1e8178abaed59d4d23d5c092e2a38664494db7416e8a9d1100a4ab60bbc2",
+    "functions/hearth/reconcile_livekit_rooms.sql": "a11f4c8d59387ac7b29d306043c7b8b562aa43cf449a5a80897827d8aae2b86d",
+    "functions/hearth/join_session.sql": "794d334a49d24b72c2bdf7690e9e1571f41e33eba40c40ee534fb5c1caeb82a7",
+}
+
+_FUNCTIONS = [
+    "hearth.identity_state(uuid)",
+    "hearth.enqueue_match(uuid)",
+    "hearth.leave_queue(uuid)",
+    "hearth.match_waiting(integer)",
+    "hearth.end_match(uuid, uuid, text)",
+    "hearth.match_status(uuid)",
+    "hearth.livekit_room(uuid, uuid)",
+    "hearth.record_livekit_event(text, text, text, text, timestamptz)",
+    "hearth.claim_livekit_jobs(integer, interval, timestamptz)",
+    "hearth.finish_livekit_job(bigint, text, integer, timestamptz)",
+    "hearth.end_abandoned_matches(interval, timestamptz)",
+    "hearth.reconcile_livekit_rooms(text[], timestamptz, interval)",
+    "hearth_data.create_match(uuid, uuid, timestamptz)",
+    "hearth_data.finish_match(uuid, uuid, text, timestamptz)",
+]
+
+
+def _cron_enabled() -> bool:
+    flag = context.get_x_argument(as_dictionary=True).get("cron") or os.environ.get("HEARTH_CRON", "on")
+    return flag != "off"
+
+
+def _url_for_db(name: str) -> str:
+    url = op.get_bind().engine.url.set(drivername="postgresql", database=name)
+    return url.render_as_string(hide_password=False)
+
+
+def upgrade() -> None:
+    sqlfiles.load_files(op, ["migrations/versions/0003_matchmaking.sql"])
+    sqlfiles.load_files(op, list(FUNCTION_FILES))
+    if not _cron_enabled():
+        return
+    if context.is_offline_mode():
+        op.get_context().impl.static_output(cron.local_install_sql(cron.MATCH_JOBS))
+    else:
+        print(cron.install(op.get_bind().connection.driver_connection, _url_for_db, cron.MATCH_JOBS))
+
+
+def downgrade() -> None:
+    if not context.is_offline_mode():
+        cron.uninstall(op.get_bind().connection.driver_connection, _url_for_db, cron.MATCH_JOBS)
+    for signature in _FUNCTIONS:
+        op.execute(f"DROP FUNCTION {signature}")
+    for table in ("livekit_events", "livekit_jobs", "match_cooldowns", "matches"):
+        op.execute(f"DROP TABLE hearth_data.{table}")
+    op.execute("DROP INDEX hearth_data.identities_queue_idx")
+    op.execute(
+        "ALTER TABLE hearth_data.identities DROP COLUMN match_session_id, DROP COLUMN queued_at, "
+        "DROP COLUMN match_state"
+    )
