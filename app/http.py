@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -12,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from app import tokens
+from app import jsonin, tokens
 from app.errors import HearthError
 from app.state import AppState
 
@@ -36,10 +35,7 @@ async def read_body(request: Request, fields: dict[str, type | tuple[type, ...]]
     raw = b"".join(chunks)
     if not raw.strip():
         return {}
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        raise HearthError("HT400", "request body is not valid JSON") from None
+    body = jsonin.parse(raw, "request body")
     if not isinstance(body, dict):
         raise HearthError("HT400", "request body must be a JSON object")
     unknown = sorted(set(body) - set(fields))
@@ -51,6 +47,8 @@ async def read_body(request: Request, fields: dict[str, type | tuple[type, ...]]
             continue
         if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
             raise HearthError("HT400", f"field {name} has the wrong type")
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**31) <= value < 2**31:
+            raise HearthError("HT400", f"field {name} is out of range")
     return {k: v for k, v in body.items() if v is not None}
 
 

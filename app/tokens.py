@@ -57,5 +57,5 @@ def verify(secret: str, token: str | None) -> Claims:
         return Claims(identity_id)
     except jwt.ExpiredSignatureError:
         raise HearthError("HT401", "token expired") from None
-    except (jwt.PyJWTError, ValueError, KeyError, TypeError):
+    except (jwt.PyJWTError, ValueError, KeyError, TypeError, AttributeError):
         raise HearthError("HT401", "invalid token") from None

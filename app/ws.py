@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app import tokens
+from app import jsonin, tokens
 from app.errors import HearthError
 from app.hub import Subscriber
 from app.state import AppState
@@ -202,10 +202,7 @@ async def _read_loop(
 async def _handle_frame(state: AppState, participant_id: uuid.UUID | None, text: str | None) -> str | None:
     if text is None:
         raise HearthError("HT400", "frames are JSON text")
-    try:
-        frame = json.loads(text)
-    except ValueError:
-        raise HearthError("HT400", "frame is not valid JSON") from None
+    frame = jsonin.parse(text, "frame")
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise HearthError("HT400", "a frame is a JSON object with a string 'type'")
     kind = frame["type"]
