@@ -48,10 +48,16 @@ def room_token(
 
 
 def _retryable(exc: BaseException) -> bool:
-    code = getattr(exc, "code", None)
-    if isinstance(code, str):
-        return code in RETRYABLE or getattr(exc, "status", 500) >= 500
+    status = getattr(exc, "status", None)
+    if isinstance(status, int):
+        # LiveKit answers a bad key or a missing grant with 401 (code "unknown" or "unauthenticated").
+        return status == 429 or status >= 500 or (status < 400 and getattr(exc, "code", "") in RETRYABLE)
     return isinstance(exc, aiohttp.ClientError | TimeoutError | OSError)
+
+
+async def _call(awaitable: Awaitable[Any]) -> Any:
+    # livekit-api 1.2 hands aiohttp no timeout for RoomService calls, whatever LiveKitAPI was given.
+    return await asyncio.wait_for(awaitable, CALL_TIMEOUT_S)
 
 
 async def _every(seconds: float, wake: asyncio.Event | None, action: Callable[[], Awaitable[Any]]) -> None:
@@ -149,17 +155,19 @@ class RoomWorker:
 
         try:
             if job["kind"] == "create_room":
-                await self._api.room.create_room(
-                    api.CreateRoomRequest(
-                        name=job["room"],
-                        max_participants=2,
-                        empty_timeout=EMPTY_TIMEOUT_S,
-                        departure_timeout=DEPARTURE_TIMEOUT_S,
+                await _call(
+                    self._api.room.create_room(
+                        api.CreateRoomRequest(
+                            name=job["room"],
+                            max_participants=2,
+                            empty_timeout=EMPTY_TIMEOUT_S,
+                            departure_timeout=DEPARTURE_TIMEOUT_S,
+                        )
                     )
                 )
             else:
                 try:
-                    await self._api.room.delete_room(api.DeleteRoomRequest(room=job["room"]))
+                    await _call(self._api.room.delete_room(api.DeleteRoomRequest(room=job["room"])))
                 except api.TwirpError as exc:
                     if exc.code != "not_found":  # already gone is what we wanted
                         raise
@@ -180,7 +188,7 @@ class RoomWorker:
         from livekit import api
 
         listed_at = datetime.now(UTC)
-        response = await self._api.room.list_rooms(api.ListRoomsRequest())
+        response = await _call(self._api.room.list_rooms(api.ListRoomsRequest()))
         names = [room.name for room in response.rooms]
         stale = await self._db.fetch(
             "reconcile_livekit_rooms",
@@ -189,8 +197,8 @@ class RoomWorker:
             listed_at,
         )
         for row in stale:
-            with contextlib.suppress(api.TwirpError):
-                await self._api.room.delete_room(api.DeleteRoomRequest(room=row["room"]))
+            with contextlib.suppress(api.TwirpError, TimeoutError):
+                await _call(self._api.room.delete_room(api.DeleteRoomRequest(room=row["room"])))
         if stale:
             log.info("reconciler deleted %d stale rooms", len(stale))
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import uvicorn.config
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -150,8 +153,33 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": {"code": "HT500", "message": "internal error"}}, status_code=500)
 
 
+class RedactTokens(logging.Filter):
+    """Tokens travel in websocket and event-stream URLs (`?token=`): keep them out of the logs."""
+
+    _pattern = re.compile(r"(token=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = self._pattern.sub(r"\1[redacted]", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                self._pattern.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
+                for arg in record.args
+            )
+        return True
+
+
+def _log_config() -> dict[str, Any]:
+    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    config.setdefault("filters", {})["redact_tokens"] = {"()": RedactTokens}
+    for handler in config["handlers"].values():
+        handler.setdefault("filters", []).append("redact_tokens")
+    return config
+
+
 def uvicorn_config(app: Any, settings: Settings) -> dict[str, Any]:
     return {
+        "log_config": _log_config(),
         "app": app,
         "host": settings.host,
         "port": settings.port,

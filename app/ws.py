@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from typing import Any
 
+import asyncpg
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app import jsonin, tokens
@@ -16,7 +18,11 @@ from app.errors import HearthError
 from app.hub import Subscriber
 from app.state import AppState
 
+log = logging.getLogger("hearth.ws")
+
 CLOSE_BAD_FRAMES = 1008
+SEND_TIMEOUT_S = 10.0
+DATABASE_DOWN = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 # Bad frames tolerated within BAD_FRAME_WINDOW_S before the connection is closed with 1008.
 MAX_BAD_FRAMES = 5
 BAD_FRAME_WINDOW_S = 10.0
@@ -66,10 +72,13 @@ async def _writer(websocket: WebSocket, sub: Subscriber) -> None:
         while True:
             frames = await sub.next_frames()
             if not frames:
-                await websocket.close(sub.close_code or 1000, sub.close_reason[:120])
+                await asyncio.wait_for(
+                    websocket.close(sub.close_code or 1000, sub.close_reason[:120]), SEND_TIMEOUT_S
+                )
                 return
             for frame in frames:
-                await websocket.send_text(frame)
+                # A peer that stops reading fills the socket buffers: past this, it is given up on.
+                await asyncio.wait_for(websocket.send_text(frame), SEND_TIMEOUT_S)
 
 
 def _watch_own_stream(participant_id: str) -> Any:
@@ -154,9 +163,15 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             writer = asyncio.create_task(_writer(websocket, sub))
             await sub.go_live(identity, identity_seq if after is None else min(after, identity_seq))
         state.metrics.connections.inc()
+        reader = asyncio.create_task(_read_loop(websocket, state, sub, participant_id))
         try:
-            await _read_loop(websocket, state, sub, participant_id)
+            # Whichever ends first ends the connection: the client went away, or the writer closed
+            # it (or gave up on a peer that stopped reading).
+            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+            if reader in done:
+                reader.result()
         finally:
+            reader.cancel()
             state.metrics.connections.dec()
     except HearthError as exc:
         sub.close(exc.close_code, exc.message)
@@ -164,6 +179,11 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             writer = asyncio.create_task(_writer(websocket, sub))
     except WebSocketDisconnect:
         pass
+    except Exception:
+        log.exception("websocket handler failed")
+        sub.close(1011, "internal error")
+        if writer is None:
+            writer = asyncio.create_task(_writer(websocket, sub))
     finally:
         state.hub.remove(sub)
         if heartbeating and participant_id is not None:
@@ -189,6 +209,9 @@ async def _read_loop(
             return
         try:
             reply = await _handle_frame(state, participant_id, message.get("text"))
+        except DATABASE_DOWN:
+            sub.push(_error_frame("HT503", "the database is unavailable; try again"))
+            continue
         except HearthError as exc:
             sub.push(_error_frame(exc.code, exc.message))
             if exc.code == "HT400" and limits.bad_frame():

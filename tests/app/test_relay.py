@@ -37,6 +37,10 @@ async def test_presence_and_messages_cross_instances(pair: list[Instance], api_a
     assert [e["seq"] for e in ws_a.events()] == sorted(e["seq"] for e in ws_a.events())
     await ws_a.close()
     await ws_b.close()
+    # Tokens travel in websocket URLs; they never reach the logs.
+    for instance in pair:
+        assert alice_session_token not in instance.log() and bob_session_token not in instance.log()
+        assert "token=[redacted]" in instance.log()
 
 
 async def test_signal_reaches_only_its_target_across_instances(
