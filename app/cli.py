@@ -23,6 +23,15 @@ def _dev_secret(path: Path) -> str:
     return path.read_text().strip()
 
 
+def demo_url(host: str, port: int) -> str:
+    """The demo page's URL; a wildcard bind address is reached on loopback."""
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"
+    elif ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}/"
+
+
 def _dev(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -50,6 +59,7 @@ def _dev(args: argparse.Namespace) -> int:
         settings = Settings.from_env(env)
         print(f"Hearth dev database: {url}  (psql: HEARTH_DATABASE_URL={url} hearth sql)", flush=True)
         print(f"Hearth dev app: http://{settings.host}:{settings.port}/  (Ctrl-C stops both)", flush=True)
+        print(f"Open {demo_url(settings.host, settings.port)} for the demo", flush=True)
         uvicorn.run(**uvicorn_config(create_app(settings), settings))
     finally:
         cluster.stop()

@@ -37,10 +37,11 @@ class Settings:
     livekit_api_key: str = ""
     livekit_api_secret: Secret = field(default_factory=lambda: Secret(""))
     livekit_webhook_key: str = ""
-    # Not in the contract: how often LiveKit's rooms are reconciled, and how long a side may be gone
-    # from a 1:1 room before its match ends.
+    # Not in the contract: how often LiveKit's rooms are reconciled, how long a side may be gone from a
+    # 1:1 room before its match ends, and how long one LiveKit call may take.
     livekit_reconcile_s: float = 30.0
     livekit_grace_s: float = 20.0
+    livekit_timeout_s: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -59,4 +60,5 @@ class Settings:
             livekit_webhook_key=env.get("LIVEKIT_WEBHOOK_KEY", "") or api_key,
             livekit_reconcile_s=float(env.get("HEARTH_LIVEKIT_RECONCILE_S", "30")),
             livekit_grace_s=float(env.get("HEARTH_LIVEKIT_GRACE_S", "20")),
+            livekit_timeout_s=float(env.get("HEARTH_LIVEKIT_TIMEOUT_S", "5")),
         )

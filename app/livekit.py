@@ -55,9 +55,9 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, aiohttp.ClientError | TimeoutError | OSError)
 
 
-async def _call(awaitable: Awaitable[Any]) -> Any:
+async def _call(awaitable: Awaitable[Any], timeout_s: float) -> Any:
     # livekit-api 1.2 hands aiohttp no timeout for RoomService calls, whatever LiveKitAPI was given.
-    return await asyncio.wait_for(awaitable, CALL_TIMEOUT_S)
+    return await asyncio.wait_for(awaitable, timeout_s)
 
 
 async def _every(seconds: float, wake: asyncio.Event | None, action: Callable[[], Awaitable[Any]]) -> None:
@@ -112,8 +112,10 @@ class RoomWorker:
         api_secret: str,
         *,
         reconcile_s: float = 30.0,
+        timeout_s: float = CALL_TIMEOUT_S,
         batch: int = 20,
     ) -> None:
+        self._timeout_s = timeout_s
         self._db = db
         self._url = url
         self._api_key = api_key
@@ -131,7 +133,7 @@ class RoomWorker:
             self._url,
             self._api_key,
             self._api_secret,
-            timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT_S),
+            timeout=aiohttp.ClientTimeout(total=self._timeout_s),
             failover=False,
         )
         try:
@@ -163,11 +165,14 @@ class RoomWorker:
                             empty_timeout=EMPTY_TIMEOUT_S,
                             departure_timeout=DEPARTURE_TIMEOUT_S,
                         )
-                    )
+                    ),
+                    self._timeout_s,
                 )
             else:
                 try:
-                    await _call(self._api.room.delete_room(api.DeleteRoomRequest(room=job["room"])))
+                    await _call(
+                        self._api.room.delete_room(api.DeleteRoomRequest(room=job["room"])), self._timeout_s
+                    )
                 except api.TwirpError as exc:
                     if exc.code != "not_found":  # already gone is what we wanted
                         raise
@@ -188,7 +193,7 @@ class RoomWorker:
         from livekit import api
 
         listed_at = datetime.now(UTC)
-        response = await _call(self._api.room.list_rooms(api.ListRoomsRequest()))
+        response = await _call(self._api.room.list_rooms(api.ListRoomsRequest()), self._timeout_s)
         names = [room.name for room in response.rooms]
         stale = await self._db.fetch(
             "reconcile_livekit_rooms",
@@ -198,7 +203,9 @@ class RoomWorker:
         )
         for row in stale:
             with contextlib.suppress(api.TwirpError, TimeoutError):
-                await _call(self._api.room.delete_room(api.DeleteRoomRequest(room=row["room"])))
+                await _call(
+                    self._api.room.delete_room(api.DeleteRoomRequest(room=row["room"])), self._timeout_s
+                )
         if stale:
             log.info("reconciler deleted %d stale rooms", len(stale))
 

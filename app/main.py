@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import WebSocketRoute
 
-from app import http, matching, pairing
+from app import demo, http, matching, pairing
 from app.config import Settings
 from app.db import Database
 from app.errors import HearthError
@@ -76,6 +76,7 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
                 settings.livekit_api_key,
                 settings.livekit_api_secret.reveal(),
                 reconcile_s=settings.livekit_reconcile_s,
+                timeout_s=settings.livekit_timeout_s,
             )
             wake_channels["hearth_livekit"] = room_worker.wake.set
         listener = Listener(
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
             *http.routes,
             *pairing.routes,
             *matching.routes,
+            *demo.routes,
             WebSocketRoute("/v1/ws", websocket_endpoint),
         ],
         lifespan=lifespan,

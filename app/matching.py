@@ -105,11 +105,12 @@ async def webhook(request: Request) -> Response:
         raise HearthError("HT400", "webhook event without id or type")
     fresh = await _state(request).db.fetchval(
         "record_livekit_event",
-        "SELECT hearth.record_livekit_event($1, $2, $3, $4, $5)",
+        "SELECT hearth.record_livekit_participant_event($1, $2, $3, $4, $5, $6)",
         event.id,
         event.event,
         event.room.name or None,
         event.participant.identity or None,
+        event.participant.sid or None,
         livekit.created_at(event.created_at),
     )
     return JSONResponse({"recorded": fresh})

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what Hearth needs and is missing: Debian's pg_cron (when root), a venv with the project.
+# Installs what Hearth needs and is missing: Debian's pg_cron and chromium (when root), a venv with the
+# project.
 # Sourced by scripts/hearth and scripts/test; safe to run again (it does nothing when all is there).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,6 +9,8 @@ pgbin="${HEARTH_PG_BIN:-/usr/lib/postgresql/15/bin}"
 need_apt=()
 [ -x "$pgbin/postgres" ] || need_apt+=(postgresql-15)
 [ -f "$(dirname "$pgbin")/lib/pg_cron.so" ] || need_apt+=(postgresql-15-cron)
+# The browser test drives Debian's Chromium through playwright (never `playwright install`).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "bootstrap: installing ${need_apt[*]}" >&2

@@ -31,8 +31,10 @@ def log_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="hearth-app-logs-"))
 
 
-def start_instances(database_url: str, log_dir: Path, count: int) -> list[Instance]:
-    instances = [Instance(database_url, f"i{n}-{uuid.uuid4().hex[:6]}", log_dir) for n in range(count)]
+def start_instances(
+    database_url: str, log_dir: Path, count: int, env: dict[str, str] | None = None
+) -> list[Instance]:
+    instances = [Instance(database_url, f"i{n}-{uuid.uuid4().hex[:6]}", log_dir, env) for n in range(count)]
     for instance in instances:
         instance.wait_ready()
     return instances

@@ -24,7 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Instance:
-    def __init__(self, database_url: str, name: str, log_dir: Path) -> None:
+    def __init__(
+        self, database_url: str, name: str, log_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.port = free_port()
         self.name = name
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -36,6 +38,7 @@ class Instance:
             "HEARTH_ADMIN_TOKEN": ADMIN_TOKEN,
             "HEARTH_PORT": str(self.port),
             "HEARTH_INSTANCE_ID": name,
+            **(env or {}),
         }
         self.log_path = log_dir / f"{name}.log"
         self._log = self.log_path.open("w")

@@ -19,13 +19,16 @@ CREATE TABLE hearth_data.matches (
     room_state      text NOT NULL DEFAULT 'pending' CHECK (room_state IN ('pending', 'created', 'failed', 'deleted')),
     room_created_at timestamptz,
     created_at      timestamptz NOT NULL,
-    -- What LiveKit's webhooks said of each side, and the time of the newest one (late ones are ignored).
+    -- What LiveKit's webhooks said of each side: a leave of an older participant sid, or older than what
+    -- is known, is ignored.
     a_joined_at     timestamptz,
     a_left_at       timestamptz,
     a_seen_at       timestamptz,
+    a_sid           text,  -- LiveKit participant sid of the side's newest join
     b_joined_at     timestamptz,
     b_left_at       timestamptz,
     b_seen_at       timestamptz,
+    b_sid           text,
     ended_at        timestamptz,
     end_action      text,
     ended_by        uuid,
