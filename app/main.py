@@ -26,6 +26,7 @@ from app.events import Event, Listener
 from app.heartbeat import Heartbeats
 from app.hub import Hub
 from app.livekit import Matchmaking, RoomWorker
+from app.maintenance import Maintenance
 from app.metrics import Metrics
 from app.state import AppState
 from app.ws import websocket_endpoint
@@ -96,6 +97,12 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
             asyncio.create_task(hub.run(), name="hearth-dispatcher"),
             asyncio.create_task(heartbeats.run(), name="hearth-heartbeats"),
             asyncio.create_task(matchmaking.run(), name="hearth-matchmaking"),
+            asyncio.create_task(
+                Maintenance(
+                    settings.database_url.reveal(), settings.maintenance, scale=settings.maintenance_scale
+                ).run(),
+                name="hearth-maintenance",
+            ),
         ]
         if room_worker is not None:
             tasks.append(asyncio.create_task(room_worker.run(), name="hearth-livekit-rooms"))

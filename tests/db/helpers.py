@@ -61,6 +61,14 @@ async def session(
     return value
 
 
+async def session_for_two(conn: asyncpg.Connection, kind: str) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    """A session of `kind` that two new identities may join (a match session names its two identities
+    in its metadata, as hearth_data.create_match does)."""
+    identities = [await identity(conn), await identity(conn)]
+    metadata = json.dumps({"identities": [str(i) for i in identities]} if kind == "match" else {})
+    return await session(conn, kind, metadata=metadata), identities
+
+
 async def join(
     conn: asyncpg.Connection,
     session_id: uuid.UUID,

@@ -17,6 +17,7 @@ from tests.db.helpers import (
     minutes,
     post,
     session,
+    session_for_two,
     session_row,
     signal,
 )
@@ -73,8 +74,8 @@ async def test_post_message_after_expiry_is_ht410(db: asyncpg.Connection) -> Non
 
 
 async def test_post_message_to_an_ended_session_is_ht410(db: asyncpg.Connection) -> None:
-    s = await session(db, "match")
-    p1, p2 = await member(db, s), await member(db, s)
+    s, (i1, i2) = await session_for_two(db, "match")
+    p1, p2 = await join(db, s, i1), await join(db, s, i2)
     assert await leave(db, p2)
     assert await leave(db, p1)
     async with raises_sqlstate("HT410"):

@@ -20,6 +20,7 @@ from tests.db.helpers import (
     member,
     minutes,
     session,
+    session_for_two,
     session_row,
     touch,
 )
@@ -203,20 +204,13 @@ async def test_join_ttl_session_is_refused_after_its_ttl(db: asyncpg.Connection)
         await join(db, s, await identity(db), now=t0 + minutes(6))
 
 
-async def _session_for_two(db: asyncpg.Connection, kind: str) -> tuple[uuid.UUID, list[uuid.UUID]]:
-    """A session of `kind` two new identities may join (a match session names its two identities)."""
-    identities = [await identity(db), await identity(db)]
-    metadata = json.dumps({"identities": [str(i) for i in identities]} if kind == "match" else {})
-    return await session(db, kind, metadata=metadata), identities
-
-
 @pytest.mark.parametrize(
     ("kind", "status_after_join"), [("room", "active"), ("match", "active"), ("pairing", "waiting")]
 )
 async def test_session_becomes_active_at_first_join(
     db: asyncpg.Connection, admin: asyncpg.Connection, kind: str, status_after_join: str
 ) -> None:
-    s, identities = await _session_for_two(db, kind)
+    s, identities = await session_for_two(db, kind)
     stored = await session_row(admin, s)
     assert stored is not None and stored["status"] == "waiting"
     await join(db, s, identities[0])
@@ -277,7 +271,7 @@ async def test_leave_unknown_participant_is_ht404(db: asyncpg.Connection) -> Non
 async def test_last_leaving_a_pairing_or_match_session_ends_it(
     db: asyncpg.Connection, admin: asyncpg.Connection, kind: str
 ) -> None:
-    s, identities = await _session_for_two(db, kind)
+    s, identities = await session_for_two(db, kind)
     p1, p2 = await join(db, s, identities[0]), await join(db, s, identities[1])
     t0 = await db_now(db)
     assert await leave(db, p1, now=t0)

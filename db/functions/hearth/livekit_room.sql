@@ -19,13 +19,14 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no session %', p_session_id USING ERRCODE = 'HT404';
     END IF;
+    -- Before the presence check: ending a session removes its presence, so its participants get HT410.
+    IF v_session.status NOT IN ('waiting', 'active') OR v_session.due_at <= now() THEN
+        RAISE EXCEPTION 'session % is expired or ended', p_session_id USING ERRCODE = 'HT410';
+    END IF;
     IF NOT EXISTS (SELECT FROM hearth_data.presence pr
                     WHERE pr.participant_id = p_participant_id AND pr.session_id = p_session_id) THEN
         RAISE EXCEPTION 'participant % is not present in session %', p_participant_id, p_session_id
             USING ERRCODE = 'HT403';
-    END IF;
-    IF v_session.status NOT IN ('waiting', 'active') OR v_session.due_at <= now() THEN
-        RAISE EXCEPTION 'session % is expired or ended', p_session_id USING ERRCODE = 'HT410';
     END IF;
     IF v_session.kind <> 'match' THEN
         RETURN 'hearth-' || p_session_id;

@@ -1,0 +1,48 @@
+"""Without pg_cron doing it, the app runs the periodic functions itself: one leader per database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.app.conftest import _clone, start_instances
+from tests.app.harness import Api, Instance, Ws, bearer
+from tests.pg import PgServer
+
+
+@pytest.fixture
+def maintained(pg: PgServer, template_db: str, log_dir: Path) -> Iterator[tuple[str, list[Instance]]]:
+    url = _clone(pg, template_db)  # its own database: the leader's expiry must not touch other tests'
+    env = {"HEARTH_MAINTENANCE": "on", "HEARTH_MAINTENANCE_SCALE": str(1 / 60)}  # "every minute" = 1 s
+    instances = start_instances(url, log_dir, 2, env)
+    yield url, instances
+    for instance in instances:
+        instance.terminate()
+
+
+async def test_one_instance_leads_and_expiry_reaches_clients(maintained: tuple[str, list[Instance]]) -> None:
+    url, instances = maintained
+    conn = await asyncpg.connect(url)
+    try:
+        leaders = await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        assert leaders == 1
+    finally:
+        await conn.close()
+
+    api = Api(instances[1])
+    _, token = await api.identity("sleepy")
+    r = await api.http.post("/v1/sessions", json={"idle_timeout_s": 2}, headers=bearer(token))
+    session_id = r.json()["session_id"]
+    _, session_token = await api.join(session_id, token)
+    ws = await Ws.open(instances[1], session_token)
+    await ws.until_type("welcome")
+    # Nobody posts anything: the leader's expire_sessions (every second here) expires the session.
+    assert await ws.closed(timeout=20) == 4410
+    assert ws.frames[-1]["type"] == "session.expired" and ws.frames[-1]["reason"] == "idle"
+    await api.close()
