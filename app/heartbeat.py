@@ -19,7 +19,9 @@ from app.metrics import Metrics
 log = logging.getLogger("hearth.heartbeat")
 
 MAX_BATCH = 10_000
-Touch = Callable[[list[uuid.UUID]], Awaitable[int]]
+# One round trip: touch(participants, identities) -> how many participants were present.
+Touch = Callable[[list[uuid.UUID], list[uuid.UUID]], Awaitable[int]]
+IDENTITY_KEEPALIVE_S = 30.0
 
 
 class Heartbeats:
@@ -33,6 +35,8 @@ class Heartbeats:
         self._sockets: dict[uuid.UUID, int] = {}  # participant -> open sockets here
         self._last_touch: dict[uuid.UUID, float] = {}
         self._active: set[uuid.UUID] = set()
+        self._identities: dict[uuid.UUID, int] = {}  # identity-token sockets here
+        self._identity_touch: dict[uuid.UUID, float] = {}
         self.calls = 0
 
     def connected(self, participant_id: uuid.UUID) -> None:
@@ -53,6 +57,25 @@ class Heartbeats:
     def activity(self, participant_id: uuid.UUID) -> None:
         self._active.add(participant_id)
 
+    def identity_connected(self, identity_id: uuid.UUID) -> None:
+        """An identity-token socket (e.g. waiting in the match queue) keeps its identity active."""
+        self._identities[identity_id] = self._identities.get(identity_id, 0) + 1
+
+    def identity_disconnected(self, identity_id: uuid.UUID) -> None:
+        count = self._identities.get(identity_id, 0) - 1
+        if count > 0:
+            self._identities[identity_id] = count
+        else:
+            self._identities.pop(identity_id, None)
+            self._identity_touch.pop(identity_id, None)
+
+    def _due_identities(self, now: float, everyone: bool) -> list[uuid.UUID]:
+        return sorted(
+            i
+            for i in self._identities
+            if everyone or now - self._identity_touch.get(i, 0.0) >= IDENTITY_KEEPALIVE_S
+        )
+
     def _due(self, now: float, everyone: bool) -> list[uuid.UUID]:
         due = set(self._active)
         for pid in self._sockets:
@@ -64,18 +87,20 @@ class Heartbeats:
         """One round: touch what is due. Kept for the next round if the database is unreachable."""
         now = time.monotonic()
         due = self._due(now, everyone)
-        if not due:
-            return 0
+        identities = self._due_identities(now, everyone)
         present = 0
-        for start in range(0, len(due), MAX_BATCH):
+        for start in range(0, max(len(due), len(identities)), MAX_BATCH):
             batch = due[start : start + MAX_BATCH]
-            present += await self._touch(batch)
+            identity_batch = identities[start : start + MAX_BATCH]
+            present += await self._touch(batch, identity_batch)
             self.calls += 1
             self._metrics.heartbeat_batch.observe(len(batch))
             for pid in batch:
                 self._active.discard(pid)
                 if pid in self._sockets:
                     self._last_touch[pid] = now
+            for identity_id in identity_batch:
+                self._identity_touch[identity_id] = now
         return present
 
     async def run(self) -> None:

@@ -62,9 +62,19 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
                 raise
             return [Event.from_row(stream_id, is_identity, row) for row in rows]
 
-        async def touch(ids: list[uuid.UUID]) -> int:
-            count: int = await db.fetchval("touch", "SELECT hearth.touch($1)", ids)
-            return count
+        async def touch(participants: list[uuid.UUID], identities: list[uuid.UUID]) -> int:
+            if not identities:
+                count: int = await db.fetchval("touch", "SELECT hearth.touch($1)", participants)
+                return count
+            row = await db.fetchrow(
+                "touch",
+                "SELECT hearth.touch($1) AS present, hearth.touch_identities($2)",
+                participants,
+                identities,
+            )
+            assert row is not None
+            present: int = row["present"]
+            return present
 
         hub = Hub(fetch, metrics)
         matchmaking = Matchmaking(db, grace_s=settings.livekit_grace_s)

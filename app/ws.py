@@ -111,7 +111,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     participant_id = claims.participant_id
     sub = Subscriber(state.hub, str(participant_id) if participant_id else None)
     writer: asyncio.Task[None] | None = None
-    heartbeating = False
+    heartbeating = identity_heartbeating = False
     try:
         identity = str(claims.identity_id)
         sub.follow(identity, identity=True)
@@ -161,6 +161,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                 )
             )
             writer = asyncio.create_task(_writer(websocket, sub))
+            state.heartbeats.identity_connected(claims.identity_id)
+            identity_heartbeating = True
             await sub.go_live(identity, identity_seq if after is None else min(after, identity_seq))
         state.metrics.connections.inc()
         reader = asyncio.create_task(_read_loop(websocket, state, sub, participant_id))
@@ -188,6 +190,8 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         state.hub.remove(sub)
         if heartbeating and participant_id is not None:
             state.heartbeats.disconnected(participant_id)
+        if identity_heartbeating:
+            state.heartbeats.identity_disconnected(claims.identity_id)
         if writer is not None:
             sub.close(sub.close_code or 1000)
             with contextlib.suppress(Exception):

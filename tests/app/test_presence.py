@@ -123,3 +123,28 @@ async def test_shutdown_flushes_heartbeats_of_its_clients(lone: Instance, sql: a
         assert await ws.closed() == 1012
     after = await _last_seen(sql, pids)
     assert all(b > a for a, b in zip(before, after, strict=True)), "shutdown did not touch its participants"
+
+
+async def test_an_identity_socket_keeps_its_identity_from_cleanup(
+    pair: list[Instance], api_a: Api, sql: asyncpg.Connection
+) -> None:
+    """An anonymous identity waiting in the match queue holds only an identity-token socket."""
+    identity_id, token = await api_a.identity("queued")
+    await sql.execute(
+        "UPDATE hearth_data.identities SET last_active_at = now() - interval '2 hours'"
+        " WHERE identity_id = $1",
+        identity_id,
+    )
+    ws = await Ws.open(pair[0], token)
+    await ws.until_type("welcome")
+    for _ in range(100):  # the next heartbeat flush (every second) marks it active
+        if await sql.fetchval(
+            "SELECT last_active_at > now() - interval '1 minute' FROM hearth_data.identities"
+            " WHERE identity_id = $1",
+            identity_id,
+        ):
+            break
+        await asyncio.sleep(0.05)
+    await sql.fetchval("SELECT hearth.cleanup_inactive_identities()")
+    assert await sql.fetchval("SELECT hearth.identity_state($1)", identity_id) == "idle"
+    await ws.close()

@@ -17,6 +17,7 @@ AS $$
 DECLARE
     v_match hearth_data.matches%ROWTYPE;
     v_participant_id uuid;
+    v_identity_id uuid;
 BEGIN
     SELECT * INTO v_match FROM hearth_data.matches m WHERE m.session_id = p_session_id;
     PERFORM FROM hearth_data.sessions s WHERE s.session_id = p_session_id FOR UPDATE;
@@ -52,10 +53,15 @@ BEGIN
         VALUES ('delete_room', v_match.room, p_session_id, p_now, p_now);
         PERFORM pg_notify('hearth_livekit', '');
     END IF;
-    PERFORM hearth_data.emit_event('identity', v_match.identity_a, 'match.ended',
-        jsonb_build_object('match_session_id', p_session_id, 'action', p_action, 'by', p_by), p_now);
-    PERFORM hearth_data.emit_event('identity', v_match.identity_b, 'match.ended',
-        jsonb_build_object('match_session_id', p_session_id, 'action', p_action, 'by', p_by), p_now);
+    -- Not to an identity deleted meanwhile (cleanup_inactive_identities): emit_event would raise, and
+    -- the reaper and reconciler, which end many matches in one call, would fail on it at every run.
+    FOR v_identity_id IN
+        SELECT i.identity_id FROM hearth_data.identities i
+         WHERE i.identity_id IN (v_match.identity_a, v_match.identity_b) ORDER BY i.identity_id
+    LOOP
+        PERFORM hearth_data.emit_event('identity', v_identity_id, 'match.ended',
+            jsonb_build_object('match_session_id', p_session_id, 'action', p_action, 'by', p_by), p_now);
+    END LOOP;
     PERFORM pg_notify('hearth_match', '');
 END
 $$;

@@ -20,7 +20,7 @@ depends_on = None
 # join_session.sql is reloaded: match sessions admit only their two identities.
 FUNCTION_FILES: dict[str, str] = {
     "functions/hearth_data/create_match.sql": "b94dd19cfa9b7b719c03700b10ac128c4259819827e58865c7f7a5407fcb0041",
-    "functions/hearth_data/finish_match.sql": "52815d0956b3376d760cce14071415e9014c0c070a0ce6e20219bd07e1e9da54",
+    "functions/hearth_data/finish_match.sql": "fa3983e057e23ac814d45dca0172509ccd3f2b7f96892fd37501ddca560a5dc3",
     "functions/hearth/identity_state.sql": "8459d34c9c4af0bc81b8dfc8baf1de6ff3a4ab51f9d870aa8bec8c23de0e8f59",
     "functions/hearth/enqueue_match.sql": "1dc7cbbf3dd20424cbffc68689188b73b080d212a0f04f5006b452bbe0f7e467",
     "functions/hearth/leave_queue.sql": "dc061132327c8e9b07e82366a40045ec0fd65f46b040367372cef4bd0b9a5ec2",
@@ -34,6 +34,7 @@ FUNCTION_FILES: dict[str, str] = {
     "functions/hearth/finish_livekit_job.sql": "9bf90003502a0220df26adc85eeefe1fb7f6c31382e669a804c84e1d23bc5acb",
     "functions/hearth/end_abandoned_matches.sql": "d1db1e8178abaed59d4d23d5c092e2a38664494db7416e8a9d1100a4ab60bbc2",
     "functions/hearth/reconcile_livekit_rooms.sql": "a11f4c8d59387ac7b29d306043c7b8b562aa43cf449a5a80897827d8aae2b86d",
+    "functions/hearth/touch_identities.sql": "38f37e60d87e3125b7cf283e673b5851aed18cd0d5bc1617bd8d20ce96d68f15",
     "functions/hearth/join_session.sql": "794d334a49d24b72c2bdf7690e9e1571f41e33eba40c40ee534fb5c1caeb82a7",
 }
 
@@ -51,6 +52,7 @@ _FUNCTIONS = [
     "hearth.finish_livekit_job(bigint, text, integer, timestamptz)",
     "hearth.end_abandoned_matches(interval, timestamptz)",
     "hearth.reconcile_livekit_rooms(text[], timestamptz, interval)",
+    "hearth.touch_identities(uuid[], timestamptz)",
     "hearth_data.create_match(uuid, uuid, timestamptz)",
     "hearth_data.finish_match(uuid, uuid, text, timestamptz)",
 ]
