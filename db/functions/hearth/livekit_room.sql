@@ -1,6 +1,6 @@
 -- livekit_room: the LiveKit room a present participant of a session may join: its match's room, or
--- hearth-<session id> for other sessions. HT404 no such session or participant, HT403 the participant
--- is not present in this session, HT410 the session (or its match) is over.
+-- hearth-<session id> for other sessions. HT404 no such session, HT410 the session (or its match) is
+-- over, HT403 the participant (known or not) is not present in this session.
 CREATE OR REPLACE FUNCTION hearth.livekit_room(p_session_id uuid, p_participant_id uuid)
 RETURNS text
 LANGUAGE plpgsql

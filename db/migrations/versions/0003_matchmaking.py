@@ -27,7 +27,7 @@ FUNCTION_FILES: dict[str, str] = {
     "functions/hearth/match_waiting.sql": "2b97f40d31edb3109be8f260a6933e65c93d4ecc211e202dd2389416124e89d6",
     "functions/hearth/end_match.sql": "30948cc502d9cd5937c858248c087c4c3ca65c6fea145cffcb862f53ed302874",
     "functions/hearth/match_status.sql": "136f16edc658ce4718d05afa3bdb433673e7b97db77dd34bb52916e840108c10",
-    "functions/hearth/livekit_room.sql": "14c7a4eb3ee3901ef937047f107f9b4bc77f4dd1f0696ec932b9ac0edcba4cfa",
+    "functions/hearth/livekit_room.sql": "b56b8100b9096e8af179cb63e7b927e1bb6839ca97e98d7220185f017791ef39",
     "functions/hearth/record_livekit_participant_event.sql": "14d781e311c4aa6169502ab83fa21b498a9d006e564886c960db5ebc1a3b60ea",
     "functions/hearth/record_livekit_event.sql": "0a428572a157fd62816c1855590570861c90afad88135f19da2354492572c970",
     "functions/hearth/claim_livekit_jobs.sql": "2e6f49b868dfe1b623e2617158ba1492390fd7069ce833e94b01f4901c80ab5f",
