@@ -27,6 +27,8 @@ log = logging.getLogger("hearth.hub")
 MAX_QUEUED_FRAMES = 2000
 MAX_QUEUED_BYTES = 8 * 1024 * 1024
 CLOSE_SLOW_CONSUMER = 1013
+# The only event types an `on_frame` watcher acts on (socket closes, a display's outcome).
+WATCHED_TYPES = frozenset({"presence.leave", "session.expired", "session.ended", "session.paired"})
 
 FetchEvents = Callable[[str, bool, int], Awaitable[list[Event]]]
 
@@ -70,8 +72,8 @@ class Subscriber:
     def _deliver(self, event: Event) -> None:
         self.next_seq[event.stream_id] = event.seq + 1
         self.push(event.text)
-        self.hub.metrics.events_relayed.inc()
-        if self.on_frame is not None:
+        self.hub.delivered += 1
+        if self.on_frame is not None and event.type in WATCHED_TYPES:
             self.on_frame(self, event)
 
     def push(self, text: str) -> None:
@@ -84,7 +86,8 @@ class Subscriber:
             self._out_bytes = 0
             self.hub.metrics.slow_consumers.inc()
             self.close(CLOSE_SLOW_CONSUMER, "too slow: frames were piling up")
-        self._wake.set()
+        elif len(self._out) == 1:
+            self._wake.set()  # the writer waits only on an empty queue
 
     def drop_frames(self) -> None:
         """For followers that only watch (a display's event stream): forget what was queued."""
@@ -164,7 +167,8 @@ class Hub:
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._max_queue = max_queue
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._resync_requested = False
+        self.delivered = 0  # frames queued to subscribers; flushed into the metric once per event
+        self._counted = 0
 
     def add(self, stream_id: str, subscriber: Subscriber) -> None:
         self._streams.setdefault(stream_id, set()).add(subscriber)
@@ -211,6 +215,7 @@ class Hub:
             except Exception:
                 log.exception("dispatch failed; re-reading followed streams")
                 self.spawn(self._delayed_resync())
+            self._count()  # also what catch-ups delivered meanwhile
 
     async def _delayed_resync(self) -> None:
         await asyncio.sleep(0.5)
@@ -234,6 +239,11 @@ class Hub:
             subs = self._streams.get(event.stream_id, set())
         for sub in list(subs):
             sub.offer(event)
+
+    def _count(self) -> None:
+        if self.delivered != self._counted:
+            self.metrics.events_relayed.inc(self.delivered - self._counted)
+            self._counted = self.delivered
 
     async def _resync_all(self) -> None:
         for stream_id, subs in list(self._streams.items()):
