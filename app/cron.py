@@ -8,6 +8,7 @@ and the migration says so.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 Job = tuple[str, str, str]  # name, schedule, command (run in Hearth's database)
@@ -117,3 +118,36 @@ def uninstall(conn: Any, url_for_db: Any, jobs: list[Job] | None = None) -> None
     with psycopg.connect(url_for_db(cron_db), autocommit=True) as cron_conn:
         if cron_conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'pg_cron'").fetchone():
             cron_conn.execute(sql, (names,))
+
+
+def _url_for_db(op: Any) -> Any:
+    def url_for_db(name: str) -> str:
+        url = op.get_bind().engine.url.set(drivername="postgresql", database=name)
+        rendered: str = url.render_as_string(hide_password=False)
+        return rendered
+
+    return url_for_db
+
+
+def _enabled() -> bool:
+    from alembic import context
+
+    flag = context.get_x_argument(as_dictionary=True).get("cron") or os.environ.get("HEARTH_CRON", "on")
+    return flag != "off"
+
+
+def migration_install(op: Any, jobs: list[Job] | None = None) -> None:
+    """From a revision's upgrade(): schedule `jobs` (default: 0001's), unless `-x cron=off`. Offline
+    (--sql) it renders the local-database case for review."""
+    if not _enabled():
+        return
+    if op.get_context().as_sql:
+        op.get_context().impl.static_output(local_install_sql([*JOBS, TRIM_JOB] if jobs is None else jobs))
+    else:
+        print(install(op.get_bind().connection.driver_connection, _url_for_db(op), jobs))
+
+
+def migration_uninstall(op: Any, jobs: list[Job] | None = None) -> None:
+    """From a revision's downgrade(): unschedule `jobs` (default: 0001's)."""
+    if not op.get_context().as_sql:
+        uninstall(op.get_bind().connection.driver_connection, _url_for_db(op), jobs)

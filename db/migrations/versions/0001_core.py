@@ -5,9 +5,7 @@ Revises:
 Create Date: 2026-11-22
 """
 
-import os
-
-from alembic import context, op
+from alembic import op
 
 from app import cron, sqlfiles
 
@@ -52,29 +50,13 @@ FUNCTION_FILES: dict[str, str] = {
 }
 
 
-def _cron_enabled() -> bool:
-    flag = context.get_x_argument(as_dictionary=True).get("cron") or os.environ.get("HEARTH_CRON", "on")
-    return flag != "off"
-
-
-def _url_for_db(name: str) -> str:
-    url = op.get_bind().engine.url.set(drivername="postgresql", database=name)
-    return url.render_as_string(hide_password=False)
-
-
 def upgrade() -> None:
     sqlfiles.load_files(op, ["migrations/versions/0001_core.sql"])
     sqlfiles.load_files(op, list(FUNCTION_FILES))
-    if not _cron_enabled():
-        return
-    if context.is_offline_mode():
-        op.get_context().impl.static_output(cron.local_install_sql())
-    else:
-        print(cron.install(op.get_bind().connection.driver_connection, _url_for_db))
+    cron.migration_install(op)
 
 
 def downgrade() -> None:
-    if not context.is_offline_mode():
-        cron.uninstall(op.get_bind().connection.driver_connection, _url_for_db)
+    cron.migration_uninstall(op)
     op.execute("DROP SCHEMA hearth CASCADE")
     op.execute("DROP SCHEMA hearth_data CASCADE")

@@ -5,9 +5,7 @@ Revises: 0002
 Create Date: 2026-11-22
 """
 
-import os
-
-from alembic import context, op
+from alembic import op
 
 from app import cron, sqlfiles
 
@@ -58,30 +56,14 @@ _FUNCTIONS = [
 ]
 
 
-def _cron_enabled() -> bool:
-    flag = context.get_x_argument(as_dictionary=True).get("cron") or os.environ.get("HEARTH_CRON", "on")
-    return flag != "off"
-
-
-def _url_for_db(name: str) -> str:
-    url = op.get_bind().engine.url.set(drivername="postgresql", database=name)
-    return url.render_as_string(hide_password=False)
-
-
 def upgrade() -> None:
     sqlfiles.load_files(op, ["migrations/versions/0003_matchmaking.sql"])
     sqlfiles.load_files(op, list(FUNCTION_FILES))
-    if not _cron_enabled():
-        return
-    if context.is_offline_mode():
-        op.get_context().impl.static_output(cron.local_install_sql(cron.MATCH_JOBS))
-    else:
-        print(cron.install(op.get_bind().connection.driver_connection, _url_for_db, cron.MATCH_JOBS))
+    cron.migration_install(op, cron.MATCH_JOBS)
 
 
 def downgrade() -> None:
-    if not context.is_offline_mode():
-        cron.uninstall(op.get_bind().connection.driver_connection, _url_for_db, cron.MATCH_JOBS)
+    cron.migration_uninstall(op, cron.MATCH_JOBS)
     for signature in _FUNCTIONS:
         op.execute(f"DROP FUNCTION {signature}")
     for table in ("livekit_events", "livekit_jobs", "match_cooldowns", "matches"):
