@@ -71,14 +71,14 @@ async def _writer(websocket: WebSocket, sub: Subscriber) -> None:
     with contextlib.suppress(Exception):
         while True:
             frames = await sub.next_frames()
-            if not frames:
-                await asyncio.wait_for(
-                    websocket.close(sub.close_code or 1000, sub.close_reason[:120]), SEND_TIMEOUT_S
-                )
-                return
-            for frame in frames:
-                # A peer that stops reading fills the socket buffers: past this, it is given up on.
-                await asyncio.wait_for(websocket.send_text(frame), SEND_TIMEOUT_S)
+            # A peer that stops reading fills the socket buffers: past this, it is given up on.
+            # (One deadline per batch: wait_for would wrap every send in a task of its own.)
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                if not frames:
+                    await websocket.close(sub.close_code or 1000, sub.close_reason[:120])
+                    return
+                for frame in frames:
+                    await websocket.send_text(frame)
 
 
 def _watch_own_stream(participant_id: str) -> Any:
