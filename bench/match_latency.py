@@ -5,7 +5,8 @@ livekit-api client in the app talks Twirp to it). For each pair: A (on instance 
 hold identity websockets; A enqueues, then B; the clock starts just before B's enqueue. Each side waits
 for `match.found`, joins the match session (HTTP) and asks for its LiveKit token. A token is usable when
 the double accepts it for the match room (checked after the clock stops, once the room worker has
-created the room). Pairs run `--concurrency` at a time.
+created the room). Pairs run `--concurrency` at a time; then they share the queue, so A and B may each
+be matched with someone of another pair, and the figure is from B's enqueue to both holding theirs.
 
     .venv/bin/python -m bench.match_latency [--pairs 200] [--concurrency 1]
 """
@@ -102,18 +103,19 @@ async def _pair(
     await http.post(f"{ia.base}/v1/match/queue", headers={"Authorization": f"Bearer {ta}"})
     start = time.perf_counter()
     await http.post(f"{ib.base}/v1/match/queue", headers={"Authorization": f"Bearer {tb}"})
-    (ta_done, room, token_a), (tb_done, _, token_b) = await asyncio.gather(
+    # With --concurrency > 1 the queue is shared, so A and B may each be matched with someone else.
+    (ta_done, room_a, token_a), (tb_done, room_b, token_b) = await asyncio.gather(
         _side(http, ia.base, ta, wa), _side(http, ib.base, tb, wb)
     )
     elapsed = max(ta_done, tb_done) - start
     # Usable: the double (checking signature, key, roomJoin for this room) admits both once the room exists.
     for _ in range(200):
-        if room in double.rooms:
+        if room_a in double.rooms and room_b in double.rooms:
             break
         await asyncio.sleep(0.01)
     room_ready = time.perf_counter() - start
-    await double.join(room, token_a)
-    await double.join(room, token_b)
+    await double.join(room_a, token_a)
+    await double.join(room_b, token_b)
     for ws in (wa, wb):
         await ws.close()
     return elapsed, room_ready
