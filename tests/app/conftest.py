@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import psycopg
 import pytest
 
@@ -61,3 +62,25 @@ async def api_b(pair: list[Instance]) -> AsyncIterator[Api]:
     api = Api(pair[1])
     yield api
     await api.close()
+
+
+@pytest.fixture
+def no_server_tracebacks(pair: list[Instance]) -> Iterator[None]:
+    """Fails a test after which either instance logged a traceback (an error that was not handled)."""
+    before = [len(instance.log()) for instance in pair]
+    yield
+    for instance, start in zip(pair, before, strict=True):
+        assert "Traceback" not in instance.log()[start:], instance.log()[start:][-3000:]
+
+
+@pytest.fixture
+async def superuser(app_db: str) -> AsyncIterator[asyncpg.Connection]:
+    """A superuser connection to the module's database."""
+    conn = await asyncpg.connect(app_db)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def sql(superuser: asyncpg.Connection) -> asyncpg.Connection:
+    return superuser

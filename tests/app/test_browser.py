@@ -68,13 +68,6 @@ async def browser() -> AsyncIterator[Browser]:
         await chromium.close()
 
 
-@pytest.fixture
-async def sql(app_db: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(app_db)
-    yield conn
-    await conn.close()
-
-
 @dataclass
 class Tab:
     """One page of the demo, with what its console said (printed when a test fails)."""

@@ -8,7 +8,7 @@ import re
 import time
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,19 +40,7 @@ async def api(pair: list[Instance]) -> AsyncIterator[Api]:
     assert [s for s in statuses if s[1] >= 500] == []
 
 
-@pytest.fixture(autouse=True)
-def no_server_tracebacks(pair: list[Instance]) -> Iterator[None]:
-    before = [len(instance.log()) for instance in pair]
-    yield
-    for instance, start in zip(pair, before, strict=True):
-        assert "Traceback" not in instance.log()[start:], instance.log()[start:][-3000:]
-
-
-@pytest.fixture
-async def superuser(app_db: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(app_db)
-    yield conn
-    await conn.close()
+pytestmark = pytest.mark.usefixtures("no_server_tracebacks")
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> str:

@@ -49,13 +49,6 @@ def lk_pair(app_db: str, log_dir: Path, double: LiveKitDouble) -> Iterator[list[
         instance.terminate()
 
 
-@pytest.fixture
-async def sql(app_db: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(app_db)
-    yield conn
-    await conn.close()
-
-
 @pytest.fixture(autouse=True)
 def _no_faults(double: LiveKitDouble) -> Iterator[None]:
     double.faults.reset()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -14,13 +14,6 @@ import pytest
 from tests.app.conftest import start_instances
 from tests.app.harness import Api, Instance, Ws
 from tests.pg import PgServer
-
-
-@pytest.fixture
-async def sql(app_db: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(app_db)
-    yield conn
-    await conn.close()
 
 
 async def _room(api: Api, *names: str) -> tuple[str, list[tuple[str, str]]]:

@@ -10,7 +10,7 @@ import re
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -40,19 +40,7 @@ async def api(instance: Instance) -> AsyncIterator[Api]:
     await client.close()
 
 
-@pytest.fixture(autouse=True)
-def no_server_tracebacks(pair: list[Instance]) -> Iterator[None]:
-    before = [len(instance.log()) for instance in pair]
-    yield
-    for instance, start in zip(pair, before, strict=True):
-        assert "Traceback" not in instance.log()[start:], instance.log()[start:][-3000:]
-
-
-@pytest.fixture
-async def superuser(app_db: str) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(app_db)
-    yield conn
-    await conn.close()
+pytestmark = pytest.mark.usefixtures("no_server_tracebacks")
 
 
 class Member:
