@@ -44,13 +44,23 @@ def load_files(op: Any, relative_paths: list[str], base: Path = DB_DIR) -> None:
             raw.execute(text)
 
 
+_ENTRY = re.compile(r'(\s*)"([^"]+\.sql)": "[0-9a-f]{64}",')
+
+
 def rehash(revision_file: Path) -> None:
-    """Rewrite the recorded hashes of an unreleased revision from the files as they are now."""
-    lines = revision_file.read_text().splitlines(keepends=True)
+    """Rewrite the recorded hashes of an unreleased revision from the files as they are now, except for
+    files that a later revision (a higher-numbered file beside it) reloads: that one records them."""
+    later = {
+        match[2]
+        for other in revision_file.parent.glob("*.py")
+        if other.name > revision_file.name
+        for match in map(_ENTRY.match, other.read_text().splitlines())
+        if match
+    }
     out = []
-    for line in lines:
-        match = re.match(r'(\s*)"([^"]+\.sql)": "[0-9a-f]{64}",', line)
-        if match:
+    for line in revision_file.read_text().splitlines(keepends=True):
+        match = _ENTRY.match(line)
+        if match and match[2] not in later:
             line = f'{match[1]}"{match[2]}": "{sha256_of(DB_DIR / match[2])}",\n'
         out.append(line)
     revision_file.write_text("".join(out))

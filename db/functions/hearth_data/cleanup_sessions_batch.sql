@@ -21,6 +21,7 @@ BEGIN
     v_closed := ARRAY(
         SELECT s.session_id FROM hearth_data.sessions s
          WHERE s.status IN ('expired', 'ended')
+         ORDER BY s.closed_at  -- walk sessions_closed_idx: stale statistics must not make this a seq scan
          LIMIT p_batch
            FOR UPDATE SKIP LOCKED);
     IF cardinality(v_closed) < p_batch THEN
@@ -28,12 +29,14 @@ BEGIN
             v_open := ARRAY(
                 SELECT s.session_id FROM hearth_data.sessions s
                  WHERE s.status IN ('waiting', 'active') AND s.due_at <= p_now
+                 ORDER BY s.due_at  -- sessions_open_due_idx, likewise
                  LIMIT p_batch - cardinality(v_closed)
                    FOR UPDATE SKIP LOCKED);
         ELSE
             v_open := ARRAY(
                 SELECT s.session_id FROM hearth_data.sessions s
                  WHERE s.status IN ('waiting', 'active') AND s.last_activity_at <= p_now - p_max_idle
+                 ORDER BY s.last_activity_at  -- sessions_open_last_activity_idx, likewise
                  LIMIT p_batch - cardinality(v_closed)
                    FOR UPDATE SKIP LOCKED);
         END IF;

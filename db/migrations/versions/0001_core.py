@@ -36,7 +36,7 @@ FUNCTION_FILES: dict[str, str] = {
     "functions/hearth/set_setting.sql": "691f7afb51e7d42c2f76698365a8273c0cd588e82b236750fd0d326913b53bb9",
     "functions/hearth/sweep_presence.sql": "d68f77845e6220158e8379a116a8fecb862a9503965dc8a14b92da2e877afe94",
     "functions/hearth/touch.sql": "d5d3818fce4e12d4932640777dc316c8b82c9c7ef7d7ea29d1a090da48486e83",
-    "functions/hearth_data/cleanup_sessions_batch.sql": "a5cd2684739f657dc6805081b6fe51184e5befc77769943069b33f8a0e2dea5e",
+    "functions/hearth_data/cleanup_sessions_batch.sql": "251ce0afbc4893a0368a5d7c027111ebcad378cb1c23e696ca871d9d1db63aa3",
     "functions/hearth_data/close_session.sql": "ff6b1bebb5fcf56b9ca34247d5d56a70b5e432f0b93e0654ffcaf80b96be2810",
     "functions/hearth_data/emit_event.sql": "86faebe7d49d22c3406847df836ba9e4c8115286a807a95f3c8184aa6f2c6a27",
     "functions/hearth_data/lock_present_participant.sql": "6d4199717bb39c629a4723df1a9b3062072490a2cf7ba6ba9f1ae6f6732435a8",
