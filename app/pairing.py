@@ -12,7 +12,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
@@ -120,10 +120,21 @@ class _Outcome:
         self.done.set()
 
 
+async def _display_snapshot(request: Request, session_id: uuid.UUID) -> dict[str, Any]:
+    """The display's session, checked before a stream starts (so errors are plain HTTP errors)."""
+    snapshot: dict[str, Any] = await _state(request).db.fetchval(
+        "session_state", "SELECT hearth.session_state($1)", session_id
+    )
+    if snapshot["kind"] != "pairing":
+        raise HearthError("HT400", "this is not a display's pairing session")
+    return snapshot
+
+
 async def _follow(
-    request: Request, session_id: uuid.UUID, claims: tokens.Claims
+    request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: dict[str, Any]
 ) -> tuple[Subscriber, _Outcome]:
-    """Start following the display's session; the outcome may already be known from the table."""
+    """Start following the display's session; the outcome may already be known from the table. The
+    caller removes the subscriber from the hub when done."""
     state = _state(request)
     sub = Subscriber(state.hub, str(claims.participant_id))
     outcome = _Outcome()
@@ -131,16 +142,22 @@ async def _follow(
     stream = str(session_id)
     sub.follow(stream)
     try:
-        snapshot = await state.db.fetchval("session_state", "SELECT hearth.session_state($1)", session_id)
         # Replay the whole (short) pairing stream: an earlier paired or expired event is the answer.
         await sub.go_live(stream, 0)
-        if not outcome.done.is_set() and snapshot["expired"]:
-            outcome.name = "expired"
-            outcome.frame = {"type": "session.expired", "session_id": stream, "reason": "expired"}
-            outcome.done.set()
     except BaseException:
         state.hub.remove(sub)
         raise
+    if not outcome.done.is_set() and snapshot["expired"]:
+        # Past its TTL, but the expiry job has not run yet.
+        outcome.name = "expired"
+        outcome.frame = {
+            "type": "session.expired",
+            "seq": snapshot["seq"],
+            "session_id": stream,
+            "at": datetime.now(UTC).isoformat(),
+            "reason": "pairing_timeout",
+        }
+        outcome.done.set()
     sub.drop_frames()
     return sub, outcome
 
@@ -148,8 +165,9 @@ async def _follow(
 def _display_claims(request: Request, session_id: uuid.UUID) -> tokens.Claims:
     token = request.query_params.get("token")
     if token is None:
-        return claims_of(request, session=True)
-    claims = tokens.verify(_state(request).settings.secret.reveal(), token)
+        claims = claims_of(request, session=True)
+    else:
+        claims = tokens.verify(_state(request).settings.secret.reveal(), token)
     if not claims.is_session:
         raise HearthError("HT401", "this needs the display's session token")
     if claims.session_id != session_id:
@@ -160,51 +178,62 @@ def _display_claims(request: Request, session_id: uuid.UUID) -> tokens.Claims:
 async def display_events(request: Request) -> Response:
     session_id = path_uuid(request, "session_id")
     claims = _display_claims(request, session_id)
-    if claims.session_id != session_id:
-        raise HearthError("HT403", "this token is for another session")
     wait = request.query_params.get("wait")
+    if wait is not None and (not wait.isdigit() or not 0 <= int(wait) <= MAX_WAIT_S):
+        raise HearthError("HT400", f"wait must be 0 to {MAX_WAIT_S} seconds")
+    snapshot = await _display_snapshot(request, session_id)
     if wait is not None:
-        if not wait.isdigit() or not 0 <= int(wait) <= MAX_WAIT_S:
-            raise HearthError("HT400", f"wait must be 0 to {MAX_WAIT_S} seconds")
-        return await _long_poll(request, session_id, claims, int(wait))
-    sub, outcome = await _follow(request, session_id, claims)
+        return await _long_poll(request, session_id, claims, snapshot, int(wait))
     return StreamingResponse(
-        _sse(request, sub, outcome, claims),
+        _sse(request, session_id, claims, snapshot),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
+async def _until_done(outcome: _Outcome, seconds: float) -> None:
+    # asyncio.timeout, not wait_for: no task of its own per wait (it shows in memory per stream).
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await outcome.done.wait()
+
+
 async def _sse(
-    request: Request, sub: Subscriber, outcome: _Outcome, claims: tokens.Claims
+    request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: dict[str, Any]
 ) -> AsyncIterator[str]:
     state = _state(request)
     assert claims.participant_id is not None
     state.heartbeats.connected(claims.participant_id)
+    sub: Subscriber | None = None
     try:
+        # Followed only once the response runs: a client gone before that leaves nothing behind.
+        sub, outcome = await _follow(request, session_id, claims, snapshot)
         yield ": waiting for a controller\n\n"
         while not outcome.done.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(outcome.done.wait(), KEEPALIVE_S)
+            await _until_done(outcome, KEEPALIVE_S)
             sub.drop_frames()
             if not outcome.done.is_set():
                 yield ": keep-alive\n\n"
         yield f"event: {outcome.name}\ndata: {json.dumps(outcome.frame)}\n\n"
     finally:
-        state.hub.remove(sub)
+        if sub is not None:
+            state.hub.remove(sub)
         state.heartbeats.disconnected(claims.participant_id)
 
 
-async def _long_poll(request: Request, session_id: uuid.UUID, claims: tokens.Claims, wait: int) -> Response:
+async def _long_poll(
+    request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: dict[str, Any], wait: int
+) -> Response:
     state = _state(request)
     assert claims.participant_id is not None
     state.heartbeats.activity(claims.participant_id)
-    sub, outcome = await _follow(request, session_id, claims)
+    sub: Subscriber | None = None
     try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(outcome.done.wait(), wait)
+        sub, outcome = await _follow(request, session_id, claims, snapshot)
+        await _until_done(outcome, wait)
     finally:
-        state.hub.remove(sub)
+        if sub is not None:
+            state.hub.remove(sub)
     if not outcome.done.is_set():
         return JSONResponse({"event": None})
     return JSONResponse({"event": outcome.name, "data": outcome.frame})
