@@ -120,18 +120,19 @@ class _Outcome:
         self.done.set()
 
 
-async def _display_snapshot(request: Request, session_id: uuid.UUID) -> dict[str, Any]:
-    """The display's session, checked before a stream starts (so errors are plain HTTP errors)."""
+async def _display_snapshot(request: Request, session_id: uuid.UUID) -> tuple[int, bool]:
+    """The display's session, checked before a stream starts (so errors are plain HTTP errors): its
+    last seq and whether it is over. Only these are kept, for as long as the display waits."""
     snapshot: dict[str, Any] = await _state(request).db.fetchval(
         "session_state", "SELECT hearth.session_state($1)", session_id
     )
     if snapshot["kind"] != "pairing":
         raise HearthError("HT400", "this is not a display's pairing session")
-    return snapshot
+    return snapshot["seq"], snapshot["expired"]
 
 
 async def _follow(
-    request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: dict[str, Any]
+    request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: tuple[int, bool]
 ) -> tuple[Subscriber, _Outcome]:
     """Start following the display's session; the outcome may already be known from the table. The
     caller removes the subscriber from the hub when done."""
@@ -147,12 +148,13 @@ async def _follow(
     except BaseException:
         state.hub.remove(sub)
         raise
-    if not outcome.done.is_set() and snapshot["expired"]:
+    seq, expired = snapshot
+    if not outcome.done.is_set() and expired:
         # Past its TTL, but the expiry job has not run yet.
         outcome.name = "expired"
         outcome.frame = {
             "type": "session.expired",
-            "seq": snapshot["seq"],
+            "seq": seq,
             "session_id": stream,
             "at": datetime.now(UTC).isoformat(),
             "reason": "pairing_timeout",
@@ -199,7 +201,7 @@ async def _until_done(outcome: _Outcome, seconds: float) -> None:
 
 
 async def _sse(
-    request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: dict[str, Any]
+    request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: tuple[int, bool]
 ) -> AsyncIterator[str]:
     state = _state(request)
     assert claims.participant_id is not None
@@ -222,7 +224,7 @@ async def _sse(
 
 
 async def _long_poll(
-    request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: dict[str, Any], wait: int
+    request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: tuple[int, bool], wait: int
 ) -> Response:
     state = _state(request)
     assert claims.participant_id is not None
