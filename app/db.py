@@ -25,6 +25,12 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool release without asyncpg's default reset query (a server round trip per call): pooled
+    connections only run single auto-commit calls of hearth.* functions; they never LISTEN, keep a
+    transaction open, or change settings after _init_connection."""
+
+
 async def connect(url: str) -> asyncpg.Connection:
     """A single connection set up like the pool's (the listener uses one)."""
     conn: asyncpg.Connection = await asyncpg.connect(url)
@@ -40,7 +46,12 @@ class Database:
     @classmethod
     async def open(cls, url: str, metrics: Metrics, *, min_size: int = 2, max_size: int = 10) -> Database:
         pool = await asyncpg.create_pool(
-            url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            init=_init_connection,
+            reset=_keep_session,
+            command_timeout=30,
         )
         assert pool is not None
         return cls(pool, metrics)
