@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,9 @@ from typing import Any
 import asyncpg
 import httpx
 
-from app import migrate, tokens
+from app import tokens
 from app.cluster import LocalCluster, free_port
+from bench import _db
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE_DIR = ROOT / "bench" / "node"
@@ -72,34 +73,19 @@ def check_prerequisites(*, peers: bool) -> list[str]:
     return missing
 
 
+bench_cluster = _db.bench_cluster  # re-exported: bench/pairing.py imports it from here
+
 # --- PostgreSQL ------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def bench_cluster() -> Iterator[LocalCluster]:
-    """A durable private cluster (the settings `hearth dev` uses) with track_functions = all."""
-    base = Path(tempfile.mkdtemp(prefix="hearth-relay-pg-"))
-    cluster = LocalCluster(base, durable=True)
-    try:
-        cluster.init()
-        cluster.start()
-        cluster.wait_ready()
-        yield cluster
-    finally:
-        cluster.destroy()
-
-
 async def create_database(cluster: LocalCluster, name: str) -> str:
-    """A new database migrated to head without pg_cron jobs; returns its URL."""
+    """A new database migrated to head without pg_cron jobs (bench._db's), with track_functions = all."""
     conn = await asyncpg.connect(cluster.url("postgres"))
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
         await conn.execute("ALTER SYSTEM SET track_functions = 'all'")
         await conn.execute("SELECT pg_reload_conf()")
     finally:
         await conn.close()
-    url = cluster.url(name)
-    await asyncio.to_thread(migrate.upgrade, url, cron=False)
-    return url
+    return await _db.create_database(cluster, name)
 
 
 @dataclass
