@@ -32,6 +32,34 @@ MAX_WAIT_S = 60
 _GUESS_ERRORS = ("HT400", "HT404", "HT410")
 
 
+class _OneAtATime:
+    """Pairing attempts from one client address run one after another on this instance, so each sees
+    the failures recorded before it: parallel guesses cannot all pass the HT429 check. (Across N
+    instances at most N run at once: the count itself is in the database.)"""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str | None) -> AsyncIterator[None]:
+        if key is None:
+            yield
+            return
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._users[key] -= 1
+            if not self._users[key]:
+                del self._users[key], self._locks[key]
+
+
+_attempts = _OneAtATime()
+
+
 def _state(request: Request) -> AppState:
     state: AppState = request.app.state.hearth
     return state
@@ -73,21 +101,23 @@ async def pair(request: Request) -> Response:
         raise HearthError("HT400", "code is required")
     state = _state(request)
     client_key = request.client.host if request.client else None
-    try:
-        row = await state.db.fetchrow(
-            "pair_controller",
-            "SELECT * FROM hearth.pair_controller($1, $2, $3)",
-            body["code"],
-            claims.identity_id,
-            client_key,
-        )
-    except HearthError as exc:
-        if exc.code in _GUESS_ERRORS:
-            # pair_controller's own writes roll back with its error: count the failure separately.
-            await state.db.fetchval(
-                "record_pairing_failure", "SELECT hearth.record_pairing_failure($1)", client_key
+    async with _attempts.hold(client_key):
+        try:
+            row = await state.db.fetchrow(
+                "pair_controller",
+                "SELECT * FROM hearth.pair_controller($1, $2, $3)",
+                body["code"],
+                claims.identity_id,
+                client_key,
             )
-        raise
+        except HearthError as exc:
+            if exc.code in _GUESS_ERRORS:
+                # pair_controller's own writes roll back with its error: count the failure separately,
+                # before the next attempt from this address may check.
+                await state.db.fetchval(
+                    "record_pairing_failure", "SELECT hearth.record_pairing_failure($1)", client_key
+                )
+            raise
     assert row is not None
     session_id, participant_id = row["session_id"], row["participant_id"]
     return JSONResponse(

@@ -621,3 +621,18 @@ async def test_paired_display_and_controller_signal_each_other_across_instances(
     finally:
         for ws in (ws_display, ws_controller, ws_other):
             await ws.close()
+
+
+async def test_parallel_wrong_guesses_cannot_outrun_the_limit(
+    pair: list[Instance], superuser: asyncpg.Connection
+) -> None:
+    """30 wrong guesses at once from one address: only pairing_max_failures (10) are tried, the rest 429."""
+    guesser = await from_address(pair[0], "127.0.0.5")
+    try:
+        token = await controller_token(guesser)
+        answers = await asyncio.gather(*(pair_code(guesser, token, "ZZZZZZ") for _ in range(30)))
+        statuses = sorted(r.status_code for r in answers)
+        assert statuses == [404] * 10 + [429] * 20, statuses
+        assert await failures(superuser, "127.0.0.5") == 10
+    finally:
+        await guesser.close()
