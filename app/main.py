@@ -33,12 +33,19 @@ from app.ws import websocket_endpoint
 
 log = logging.getLogger("hearth")
 EVENTS_PAGE = 500
+# HS256 wants a key of at least 256 bits (RFC 7518 section 3.2).
+MIN_SECRET_BYTES = 32
 
 
 def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1.0) -> Starlette:
     settings = settings or Settings.from_env()
     if not settings.secret:
         raise SystemExit("hearth: set HEARTH_SECRET (the key that signs tokens)")
+    if len(settings.secret.reveal().encode()) < MIN_SECRET_BYTES:
+        raise SystemExit(
+            f"hearth: HEARTH_SECRET must be at least {MIN_SECRET_BYTES} bytes (it signs tokens with HS256); "
+            "make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
     if not settings.database_url:
         raise SystemExit("hearth: set HEARTH_DATABASE_URL")
 
