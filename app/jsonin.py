@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from app.errors import HearthError
@@ -15,6 +16,9 @@ from app.errors import HearthError
 # Deeper nesting than any client needs; also keeps json.dumps (asyncpg's jsonb codec) off the
 # recursion limit.
 MAX_DEPTH = 64
+# A whole number in a query string: ASCII digits only (str.isdigit() also takes "²", which int() refuses,
+# and "١٢", which int() takes), at most 18 of them so it fits a bigint.
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,18}")
 
 
 def _finite(text: str) -> float:
@@ -56,3 +60,10 @@ def check(value: Any, what: str) -> None:
                 raise HearthError("HT400", f"{what} is nested deeper than {MAX_DEPTH} levels")
             children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
+
+
+def whole_number(text: str, what: str) -> int:
+    """The non-negative integer `text` spells in ASCII digits; HT400 naming `what` otherwise."""
+    if not _WHOLE_NUMBER.fullmatch(text):
+        raise HearthError("HT400", f"{what} must be a whole number (ASCII digits)")
+    return int(text)

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from app import tokens
+from app import jsonin, tokens
 from app.errors import HearthError
 from app.events import Event
 from app.http import claims_of, path_uuid, read_body
@@ -210,12 +210,13 @@ def _display_claims(request: Request, session_id: uuid.UUID) -> tokens.Claims:
 async def display_events(request: Request) -> Response:
     session_id = path_uuid(request, "session_id")
     claims = _display_claims(request, session_id)
-    wait = request.query_params.get("wait")
-    if wait is not None and (not wait.isdigit() or not 0 <= int(wait) <= MAX_WAIT_S):
+    wait_text = request.query_params.get("wait")
+    wait = None if wait_text is None else jsonin.whole_number(wait_text, "wait")
+    if wait is not None and wait > MAX_WAIT_S:
         raise HearthError("HT400", f"wait must be 0 to {MAX_WAIT_S} seconds")
     snapshot = await _display_snapshot(request, session_id)
     if wait is not None:
-        return await _long_poll(request, session_id, claims, snapshot, int(wait))
+        return await _long_poll(request, session_id, claims, snapshot, wait)
     return StreamingResponse(
         _sse(request, session_id, claims, snapshot),
         media_type="text/event-stream",

@@ -33,11 +33,7 @@ SIGNAL_KINDS = ("offer", "answer", "ice")
 
 
 def _parse_after(value: str | None) -> int | None:
-    if value is None:
-        return None
-    if not value.isdigit() or len(value) > 18:
-        raise HearthError("HT400", "after must be a sequence number")
-    return int(value)
+    return None if value is None else jsonin.whole_number(value, "after (a sequence number)")
 
 
 class _Limits:

@@ -58,3 +58,13 @@ def test_check_walks_values_built_in_python() -> None:
     jsonin.check({"a": ["b", {"c": 1}]}, "frame")
     with pytest.raises(HearthError):
         jsonin.check({"a": ["b", {"c": "\x00"}]}, "frame")
+
+
+def test_whole_number_takes_ascii_digits_only() -> None:
+    assert jsonin.whole_number("0", "n") == 0
+    assert jsonin.whole_number("007", "n") == 7
+    assert jsonin.whole_number("9" * 18, "n") == 10**18 - 1
+    for bad in ("", "-1", "+1", " 1", "1.0", "1e3", "\u00b2", "\u0661\u0662", "\uff11", "9" * 19):
+        with pytest.raises(HearthError) as info:
+            jsonin.whole_number(bad, "after")
+        assert info.value.code == "HT400" and info.value.message.startswith("after "), bad
