@@ -14,7 +14,7 @@ from typing import Any
 import uvicorn.config
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import WebSocketRoute
 
@@ -146,6 +146,7 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
         lifespan=lifespan,
         exception_handlers={
             HearthError: _hearth_error,
+            ClientDisconnect: _client_gone,
             HTTPException: _http_error,
             Exception: _internal_error,
         },
@@ -172,6 +173,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
         status_code=exc.status_code,
         headers=exc.headers,
     )
+
+
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """A client that hangs up mid-request is not an error: counted, logged at debug, answered to no one."""
+    state: AppState = request.app.state.hearth
+    state.metrics.client_disconnects.inc()
+    log.debug("client went away during %s %s", request.method, request.url.path)
+    return Response(status_code=499)  # nginx's "client closed request"; uvicorn sends nothing now
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

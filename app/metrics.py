@@ -39,6 +39,11 @@ class Metrics:
         self.listener_reconnects = Counter(
             "hearth_listener_reconnects_total", "LISTEN connection re-establishments", registry=r
         )
+        self.client_disconnects = Counter(
+            "hearth_http_client_disconnects_total",
+            "HTTP requests whose client went away before the request was read",
+            registry=r,
+        )
         self.slow_consumers = Counter(
             "hearth_ws_slow_consumer_closes_total", "Websockets closed for not keeping up", registry=r
         )

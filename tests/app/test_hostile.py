@@ -7,12 +7,16 @@ still answers (`/readyz` and a websocket round trip) and that its RSS stays boun
 
 from __future__ import annotations
 
+import asyncio
+import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -93,3 +97,45 @@ async def test_after_with_digits_that_are_not_ascii_closes_with_4400(edge: Insta
     _, token = await api.identity("someone")
     for after in NOT_ASCII_DIGITS:
         assert await close_code(edge, f"?token={token}&after={after}") == 4400, after
+
+
+# 8. A client hanging up mid-body ---------------------------------------------------------------------
+
+
+async def metric(instance: Instance, name: str) -> float:
+    async with httpx.AsyncClient(base_url=instance.base_url, timeout=10) as http:
+        text = (await http.get("/metrics")).text
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout} s for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_a_client_hanging_up_mid_body_is_no_error(edge: Instance) -> None:
+    name = "hearth_http_client_disconnects_total"
+    before = await metric(edge, name)
+    start = len(edge.log())
+    for _ in range(3):
+        _, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+        writer.write(
+            b"POST /v1/identities HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{\"display_"
+        )
+        await writer.drain()
+        await asyncio.sleep(0.1)  # the app is reading the body by now
+        writer.close()
+        await writer.wait_closed()
+    # Counted, not logged as an error (the autouse fixture also checks that no traceback was logged).
+    await until(lambda: _grew(edge, name, before + 3), "three disconnects counted")
+    logged = edge.log()[start:]
+    assert "internal error" not in logged and "ERROR" not in logged, logged
+
+
+async def _grew(instance: Instance, name: str, at_least: float) -> bool:
+    return await metric(instance, name) >= at_least
