@@ -6,6 +6,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+LOG_LEVELS = ("info", "debug", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
+
 
 class Secret:
     """A string that hides itself in repr() and str(), so secrets never reach logs."""
@@ -45,6 +48,8 @@ class Settings:
     # auto: the app runs the periodic SQL functions (one leader) where pg_cron is not loaded; on; off.
     maintenance: str = "auto"
     maintenance_scale: float = 1.0  # tests shrink the schedule (1/60: "every minute" is every second)
+    log_level: str = "info"
+    log_format: str = "text"  # or json: one object per line
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -66,4 +71,14 @@ class Settings:
             livekit_timeout_s=float(env.get("HEARTH_LIVEKIT_TIMEOUT_S", "5")),
             maintenance=env.get("HEARTH_MAINTENANCE", "auto"),
             maintenance_scale=float(env.get("HEARTH_MAINTENANCE_SCALE", "1")),
+            log_level=_choice(env, "HEARTH_LOG_LEVEL", LOG_LEVELS),
+            log_format=_choice(env, "HEARTH_LOG_FORMAT", LOG_FORMATS),
         )
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices` (the first is the default), case-insensitive; a clear exit otherwise."""
+    value = env.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise SystemExit(f"hearth: {name} must be one of {', '.join(choices)} (got {env[name]!r})")
+    return value

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
-import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import uvicorn.config
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import WebSocketRoute
 
-from app import demo, http, matching, pairing
+from app import demo, http, logs, matching, pairing
 from app.config import Settings
 from app.db import Database
 from app.errors import HearthError
@@ -188,33 +185,9 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
     return JSONResponse({"error": {"code": "HT500", "message": "internal error"}}, status_code=500)
 
 
-class RedactTokens(logging.Filter):
-    """Tokens travel in websocket and event-stream URLs (`?token=`): keep them out of the logs."""
-
-    _pattern = re.compile(r"(token=)[^&\s\"']+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = self._pattern.sub(r"\1[redacted]", record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                self._pattern.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
-                for arg in record.args
-            )
-        return True
-
-
-def _log_config() -> dict[str, Any]:
-    config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
-    config.setdefault("filters", {})["redact_tokens"] = {"()": RedactTokens}
-    for handler in config["handlers"].values():
-        handler.setdefault("filters", []).append("redact_tokens")
-    return config
-
-
 def uvicorn_config(app: Any, settings: Settings) -> dict[str, Any]:
     return {
-        "log_config": _log_config(),
+        "log_config": logs.config(settings.log_level, settings.log_format),
         "app": app,
         "host": settings.host,
         "port": settings.port,
@@ -225,6 +198,6 @@ def uvicorn_config(app: Any, settings: Settings) -> dict[str, Any]:
         "ws_ping_timeout": 60.0,
         "timeout_graceful_shutdown": 10,
         "lifespan": "on",
-        "log_level": "info",
+        "log_level": settings.log_level,
         "access_log": False,
     }

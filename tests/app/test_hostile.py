@@ -8,7 +8,10 @@ still answers (`/readyz` and a websocket round trip) and that its RSS stays boun
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -16,13 +19,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.app.conftest import start_instances
-from tests.app.harness import ROOT, Api, Instance, bearer
+from tests.app.harness import ROOT, SECRET, Api, Instance, bearer
 
 
 @pytest.fixture(scope="module")
@@ -68,14 +72,20 @@ async def close_code(instance: Instance, query: str) -> int | None:
 # 9. A short HEARTH_SECRET ---------------------------------------------------------------------------
 
 
-def test_a_short_secret_is_refused_with_a_clear_message(app_db: str) -> None:
-    # 31 bytes: one short of what HS256 wants (RFC 7518 section 3.2: a key of at least 256 bits).
-    env = {"HEARTH_DATABASE_URL": app_db, "HEARTH_SECRET": "x" * 31, "PATH": "/usr/bin:/bin"}
+def serve_refuses(app_db: str, **env: str) -> str:
+    """`hearth serve` with this environment exits at once, with an error and no traceback: its stderr."""
+    env = {"HEARTH_DATABASE_URL": app_db, "HEARTH_SECRET": SECRET, "PATH": "/usr/bin:/bin", **env}
     serve = [sys.executable, "-m", "app.cli", "serve"]
     done = subprocess.run(serve, cwd=ROOT, env=env, capture_output=True, text=True, timeout=20)
     assert done.returncode != 0
-    assert "HEARTH_SECRET" in done.stderr and "32 bytes" in done.stderr, done.stderr
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.stderr
+
+
+def test_a_short_secret_is_refused_with_a_clear_message(app_db: str) -> None:
+    # 31 bytes: one short of what HS256 wants (RFC 7518 section 3.2: a key of at least 256 bits).
+    stderr = serve_refuses(app_db, HEARTH_SECRET="x" * 31)
+    assert "HEARTH_SECRET" in stderr and "32 bytes" in stderr, stderr
 
 
 # 6. Digits that are not ASCII ------------------------------------------------------------------------
@@ -139,3 +149,81 @@ async def test_a_client_hanging_up_mid_body_is_no_error(edge: Instance) -> None:
 
 async def _grew(instance: Instance, name: str, at_least: float) -> bool:
     return await metric(instance, name) >= at_least
+
+
+# 10. One logging setup ---------------------------------------------------------------------------------
+
+
+def json_lines(instance: Instance) -> list[dict[str, Any]]:
+    """The instance's log, every line a JSON object with time, level, logger and message."""
+    entries = []
+    for line in instance.log().splitlines():
+        entry = json.loads(line)
+        assert {"time", "level", "logger", "message"} <= set(entry), line
+        entries.append(entry)
+    return entries
+
+
+async def test_json_log_lines_at_the_asked_level_with_a_reason_in_every_warning(
+    app_db: str, log_dir: Path, superuser: asyncpg.Connection
+) -> None:
+    env = {"HEARTH_LOG_FORMAT": "json", "HEARTH_LOG_LEVEL": "debug"}
+    [instance] = start_instances(app_db, log_dir, 1, env)
+    try:
+        # A debug line of Hearth's own: a client gone mid-request.
+        _, writer = await asyncio.open_connection("127.0.0.1", instance.port)
+        writer.write(b"POST /v1/identities HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n{")
+        await writer.drain()
+        await asyncio.sleep(0.1)
+        writer.close()
+        await writer.wait_closed()
+        await until(lambda: _logged(instance, "client went away"), "the debug line")
+
+        # A warning whose exception says nothing by itself: the listener's keepalive query times out
+        # (TimeoutError, str() empty) while its PostgreSQL backend is stopped.
+        pid = await superuser.fetchval(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1", f"hearth-listener {instance.name}"
+        )
+        if not _local_postgres(pid):
+            pytest.skip("the test server's backends are not processes of this machine")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await until(lambda: _logged(instance, "listener connection lost"), "the warning", 20)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        await until(lambda: _ready(instance), "the listener back", 20)
+    finally:
+        instance.terminate()
+    entries = json_lines(instance)
+    seen = {(e["level"], e["logger"]) for e in entries}
+    assert ("info", "hearth.maintenance") in seen, seen  # INFO lines of hearth.* are no longer lost
+    assert ("info", "uvicorn.error") in seen, seen
+    assert any(e["level"] == "debug" and "client went away" in e["message"] for e in entries)
+    [lost] = [e for e in entries if e["message"].startswith("listener connection lost")]
+    assert (lost["level"], lost["logger"]) == ("warning", "hearth.events")
+    assert lost["message"] == "listener connection lost: TimeoutError()", lost
+
+
+def test_the_log_level_is_heeded_and_checked(app_db: str, log_dir: Path) -> None:
+    [instance] = start_instances(app_db, log_dir, 1, {"HEARTH_LOG_LEVEL": "WARNING"})
+    instance.terminate()
+    text = instance.log()
+    assert " INFO " not in text and " DEBUG " not in text and "INFO:" not in text, text
+    stderr = serve_refuses(app_db, HEARTH_LOG_LEVEL="loud")
+    assert "HEARTH_LOG_LEVEL" in stderr and "debug" in stderr, stderr
+    stderr = serve_refuses(app_db, HEARTH_LOG_FORMAT="xml")
+    assert "HEARTH_LOG_FORMAT" in stderr and "json" in stderr, stderr
+
+
+def _local_postgres(pid: int) -> bool:
+    path = Path(f"/proc/{pid}/cmdline")
+    return path.exists() and b"postgres" in path.read_bytes()
+
+
+async def _logged(instance: Instance, text: str) -> bool:
+    return text in instance.log()
+
+
+async def _ready(instance: Instance) -> bool:
+    async with httpx.AsyncClient(base_url=instance.base_url, timeout=5) as http:
+        return (await http.get("/readyz")).status_code == 200
