@@ -1,7 +1,7 @@
 """One logging setup for the process: uvicorn's loggers and Hearth's (`hearth.*`) go to one handler on
 stderr, at the level of HEARTH_LOG_LEVEL, as text lines or, with HEARTH_LOG_FORMAT=json, one JSON object per
 line for log shippers. A warning always says why: an exception whose str() is empty (`TimeoutError()`) is
-logged as its repr."""
+logged as its repr. Query strings are never logged."""
 
 from __future__ import annotations
 
@@ -26,25 +26,22 @@ def _blank(value: object) -> bool:
     return isinstance(value, BaseException) and not str(value)
 
 
-class RedactTokens(logging.Filter):
-    """Tokens travel in websocket and event-stream URLs (`?token=`): keep them out of the logs."""
+# A path and its query string, anywhere in a formatted line (uvicorn's, websockets' debug lines, a
+# traceback): the query string goes. Tokens travel in websocket and event-stream URLs, under names that
+# may be percent-encoded (`?%74oken=`), so no query string is logged at all.
+_QUERY = re.compile(r"(/[^\s?\"'<>]*)\?[^\s\"'<>]*")
 
-    _pattern = re.compile(r"(token=)[^&\s\"']+")
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str):
-            record.msg = self._pattern.sub(r"\1[redacted]", record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(
-                self._pattern.sub(r"\1[redacted]", arg) if isinstance(arg, str) else arg
-                for arg in record.args
-            )
-        return True
+def without_queries(text: str) -> str:
+    return _QUERY.sub(r"\1", text)
 
 
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return without_queries(super().format(record))
 
 
 class JsonFormatter(logging.Formatter):
@@ -56,12 +53,12 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
+            "message": without_queries(record.getMessage()),
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            entry["exception"] = without_queries(self.formatException(record.exc_info))
         if record.stack_info:
-            entry["stack"] = self.formatStack(record.stack_info)
+            entry["stack"] = without_queries(self.formatStack(record.stack_info))
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -72,14 +69,14 @@ def config(level: str, fmt: str) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"reasons": {"()": Reasons}, "redact_tokens": {"()": RedactTokens}},
+        "filters": {"reasons": {"()": Reasons}},
         "formatters": {"hearth": {"()": formatter}},
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
                 "stream": "ext://sys.stderr",
                 "formatter": "hearth",
-                "filters": ["reasons", "redact_tokens"],
+                "filters": ["reasons"],
             }
         },
         "root": {"handlers": ["default"], "level": upper},

@@ -151,6 +151,32 @@ async def _grew(instance: Instance, name: str, at_least: float) -> bool:
     return await metric(instance, name) >= at_least
 
 
+# 7. Tokens in logs --------------------------------------------------------------------------------------
+
+
+async def test_query_strings_are_never_logged(app_db: str, log_dir: Path) -> None:
+    [instance] = start_instances(app_db, log_dir, 1, {"HEARTH_LOG_LEVEL": "debug"})
+    api = Api(instance)
+    try:
+        _, token = await api.identity("someone")
+        # Starlette decodes a percent-encoded name: each of these is accepted as the token.
+        for name in ("token", "%74oken", "%74%6F%6B%65%6E"):
+            async with connect(f"{instance.ws_url}?{name}={token}&after=0", open_timeout=10) as conn:
+                assert json.loads(await conn.recv())["type"] == "welcome"
+        assert await close_code(instance, f"?%74oken={token}&after=x") == 4400
+        d = await display(api)
+        path = f"/v1/displays/{d['session_id']}/events"
+        r = await api.http.get(f"{path}?%74oken={d['token']}&wait=0")
+        assert r.status_code == 200, r.text
+    finally:
+        await api.close()
+        instance.terminate()
+    text = instance.log()
+    assert "/v1/ws" in text  # the lines are there, without their query strings
+    for secret in (token, d["token"], token.rsplit(".", 1)[1], d["token"].rsplit(".", 1)[1]):
+        assert secret not in text
+    assert "oken=" not in text and "after=" not in text and "wait=" not in text
+
 # 10. One logging setup ---------------------------------------------------------------------------------
 
 
