@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,9 @@ class Settings:
     maintenance_scale: float = 1.0  # tests shrink the schedule (1/60: "every minute" is every second)
     log_level: str = "info"
     log_format: str = "text"  # or json: one object per line
+    # The HTTP/websocket edge (app/edge.py): what one client may take of an instance.
+    max_header_bytes: int = 16 * 1024
+    max_headers: int = 100
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -73,7 +77,24 @@ class Settings:
             maintenance_scale=float(env.get("HEARTH_MAINTENANCE_SCALE", "1")),
             log_level=_choice(env, "HEARTH_LOG_LEVEL", LOG_LEVELS),
             log_format=_choice(env, "HEARTH_LOG_FORMAT", LOG_FORMATS),
+            max_header_bytes=int(_number(env, "HEARTH_MAX_HEADER_BYTES", cls.max_header_bytes, 1024)),
+            max_headers=int(_number(env, "HEARTH_MAX_HEADERS", cls.max_headers, 10)),
         )
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    """A number of at least `minimum` (whole when the default is); a clear exit otherwise."""
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text) if isinstance(default, int) else float(text)
+    except ValueError:
+        value = minimum - 1
+    if not (math.isfinite(value) and value >= minimum):
+        kind = "a whole number" if isinstance(default, int) else "a number"
+        raise SystemExit(f"hearth: {name} must be {kind} of at least {minimum} (got {text!r})")
+    return value
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

@@ -15,7 +15,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import WebSocketRoute
 
-from app import demo, http, logs, matching, pairing
+from app import demo, edge, http, logs, matching, pairing
 from app.config import Settings
 from app.db import Database
 from app.errors import HearthError
@@ -46,9 +46,10 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
     if not settings.database_url:
         raise SystemExit("hearth: set HEARTH_DATABASE_URL")
 
+    metrics = Metrics()
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        metrics = Metrics()
         db = await Database.open(settings.database_url.reveal(), metrics)
 
         async def fetch(stream_id: str, is_identity: bool, after: int) -> list[Event]:
@@ -132,7 +133,7 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
             await asyncio.gather(*tasks, return_exceptions=True)
             await db.close()
 
-    return Starlette(
+    app = Starlette(
         routes=[
             *http.routes,
             *pairing.routes,
@@ -148,6 +149,8 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
             Exception: _internal_error,
         },
     )
+    app.state.metrics = metrics  # the edge's protocols count what they refuse (uvicorn_config)
+    return app
 
 
 async def _interval_seconds(db: Database, text: str) -> float | None:
@@ -187,6 +190,7 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 def uvicorn_config(app: Any, settings: Settings) -> dict[str, Any]:
     return {
+        **edge.protocols(settings, app.state.metrics),
         "log_config": logs.config(settings.log_level, settings.log_format),
         "app": app,
         "host": settings.host,

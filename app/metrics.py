@@ -39,6 +39,12 @@ class Metrics:
         self.listener_reconnects = Counter(
             "hearth_listener_reconnects_total", "LISTEN connection re-establishments", registry=r
         )
+        self.http_refused = Counter(
+            "hearth_http_refused_total",
+            "Requests and connections the edge answered itself, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.client_disconnects = Counter(
             "hearth_http_client_disconnects_total",
             "HTTP requests whose client went away before the request was read",

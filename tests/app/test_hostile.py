@@ -8,10 +8,12 @@ still answers (`/readyz` and a websocket round trip) and that its RSS stays boun
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -68,6 +70,167 @@ async def close_code(instance: Instance, query: str) -> int | None:
             return conn.close_code
     raise AssertionError(f"a frame instead of a close: {frame!r}")
 
+
+def rss_mib(instance: Instance) -> float:
+    for line in Path(f"/proc/{instance.proc.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+class Watch:
+    """Another client's view of an instance while an attack runs: every 0.1 s a `/readyz` and a websocket
+    ping/pong round trip (each within PROBE_TIMEOUT_S, or counted as that long), and the instance's RSS."""
+
+    PROBE_TIMEOUT_S = 10.0
+
+    def __init__(self, instance: Instance, what: str) -> None:
+        self.instance = instance
+        self.what = what
+        self.readyz: list[float] = []
+        self.round_trips: list[float] = []
+        self.rss: list[float] = []
+        self.rss_before = self.rss_after = 0.0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Watch:
+        self.http = httpx.AsyncClient(base_url=self.instance.base_url, timeout=self.PROBE_TIMEOUT_S)
+        r = await self.http.post("/v1/identities", json={})
+        self.ws = await connect(f"{self.instance.ws_url}?token={r.json()['token']}", open_timeout=10)
+        assert json.loads(await self.ws.recv())["type"] == "welcome"
+        self.rss_before = rss_mib(self.instance)
+        self._task = asyncio.create_task(self._probe())
+        return self
+
+    async def _timed(self, call: Awaitable[Any]) -> float:
+        start = time.monotonic()
+        try:
+            async with asyncio.timeout(self.PROBE_TIMEOUT_S):
+                await call
+        except TimeoutError:
+            return self.PROBE_TIMEOUT_S
+        return time.monotonic() - start
+
+    async def _readyz(self) -> None:
+        assert (await self.http.get("/readyz")).status_code == 200
+
+    async def _round_trip(self) -> None:
+        await self.ws.send('{"type":"ping"}')
+        assert json.loads(await self.ws.recv()) == {"type": "pong"}
+
+    async def _probe(self) -> None:
+        while not self._stop.is_set():
+            self.readyz.append(await self._timed(self._readyz()))
+            self.round_trips.append(await self._timed(self._round_trip()))
+            self.rss.append(rss_mib(self.instance))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 0.1)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._task is not None
+        await self._task
+        await self.ws.close()
+        await self.http.aclose()
+        await asyncio.sleep(0.5)
+        self.rss_after = rss_mib(self.instance)
+        print(
+            f"\n{self.what}: /readyz max {max(self.readyz) * 1000:.0f} ms "
+            f"(median {statistics.median(self.readyz) * 1000:.1f} ms, {len(self.readyz)} probes); "
+            f"websocket round trip max {max(self.round_trips) * 1000:.0f} ms "
+            f"(median {statistics.median(self.round_trips) * 1000:.1f} ms); "
+            f"RSS {self.rss_before:.1f} MiB before, {max(self.rss):.1f} peak, {self.rss_after:.1f} after"
+        )
+
+    def assert_held(self, *, latency_s: float = 2.0, rss_growth_mib: float = 64.0) -> None:
+        """Generous bounds: every probe answered within `latency_s`, RSS grew by under `rss_growth_mib`."""
+        assert len(self.readyz) >= 3, "too few probes ran during the attack"
+        assert max(self.readyz) < latency_s, self.readyz
+        assert max(self.round_trips) < latency_s, self.round_trips
+        assert max(self.rss) - self.rss_before < rss_growth_mib, (self.rss_before, max(self.rss))
+
+
+async def flood(instance: Instance, head: bytes, filler: bytes, limit: int) -> tuple[bytes, int]:
+    """Sends `head`, then `filler` over and over (up to `limit` bytes in all) while reading: returns what
+    the server answered and how many bytes had been sent when it answered (or closed)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", instance.port)
+    sent = 0
+
+    async def send() -> None:
+        nonlocal sent
+        writer.write(head)
+        sent += len(head)
+        while sent < limit:
+            writer.write(filler)
+            sent += len(filler)
+            await writer.drain()
+
+    sending = asyncio.create_task(send())
+    try:
+        answer = await asyncio.wait_for(reader.read(65536), 30)
+        at = sent
+    finally:
+        sending.cancel()
+        with contextlib.suppress(BaseException):
+            await sending
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+    return answer, at
+
+
+def error_of(answer: bytes) -> tuple[int, str]:
+    """The status and HT code of a raw HTTP answer with Hearth's error body."""
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split()[1])
+    assert b"connection: close" in head.lower(), head
+    return status, json.loads(body)["error"]["code"]
+
+
+# 1. One long header ---------------------------------------------------------------------------------
+
+
+async def test_a_long_header_is_refused_at_once(edge: Instance) -> None:
+    head = b"GET /readyz HTTP/1.1\r\nHost: x\r\nX-Long: "
+    answer, sent = await flood(edge, head, b"a" * 65536, 256 * 1024 * 1024)
+    assert error_of(answer) == (431, "HT431"), answer
+    # Answered while the header was still arriving: long before the 256 MiB were sent.
+    assert sent < 64 * 1024 * 1024, sent
+    # The request line counts too.
+    answer, _ = await flood(edge, b"GET /readyz?", b"a" * 65536, 256 * 1024 * 1024)
+    assert error_of(answer) == (431, "HT431"), answer
+
+
+async def test_too_many_headers_are_refused(edge: Instance) -> None:
+    headers = b"".join(b"X-%d: 1\r\n" % n for n in range(101))
+    answer, _ = await flood(edge, b"GET /readyz HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n", b"", 0)
+    assert error_of(answer) == (431, "HT431"), answer
+    # Within the limits (16 KiB, 100 fields), a request is served: HTTP, and a websocket handshake.
+    fields = {f"x-{n}": "v" * 150 for n in range(90)}
+    async with httpx.AsyncClient(base_url=edge.base_url, timeout=10) as http:
+        assert (await http.get("/readyz", headers=fields)).status_code == 200
+        token = (await http.post("/v1/identities", json={})).json()["token"]
+    async with connect(f"{edge.ws_url}?token={token}", additional_headers=fields, open_timeout=10) as ws:
+        assert json.loads(await ws.recv())["type"] == "welcome"
+
+
+def test_a_bad_limit_is_refused_with_a_clear_message(app_db: str) -> None:
+    for value in ("lots", "-1", "1.5", "100"):
+        stderr = serve_refuses(app_db, HEARTH_MAX_HEADER_BYTES=value)
+        assert "HEARTH_MAX_HEADER_BYTES must be a whole number of at least 1024" in stderr, stderr
+
+async def test_long_headers_do_not_stall_the_instance(edge: Instance) -> None:
+    head = b"GET /readyz HTTP/1.1\r\nHost: x\r\nX-Long: "
+
+    async def attacker() -> None:
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            await flood(edge, head, b"a" * 65536, 64 * 1024 * 1024)
+
+    async with Watch(edge, "long headers, 4 attackers for 4 s") as watch:
+        await asyncio.gather(*(attacker() for _ in range(4)))
+    watch.assert_held()
 
 # 9. A short HEARTH_SECRET ---------------------------------------------------------------------------
 
