@@ -54,6 +54,9 @@ class Settings:
     # The HTTP/websocket edge (app/edge.py): what one client may take of an instance.
     max_header_bytes: int = 16 * 1024
     max_headers: int = 100
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    max_connections: int = 10_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +82,9 @@ class Settings:
             log_format=_choice(env, "HEARTH_LOG_FORMAT", LOG_FORMATS),
             max_header_bytes=int(_number(env, "HEARTH_MAX_HEADER_BYTES", cls.max_header_bytes, 1024)),
             max_headers=int(_number(env, "HEARTH_MAX_HEADERS", cls.max_headers, 10)),
+            header_timeout_s=_number(env, "HEARTH_HEADER_TIMEOUT_S", cls.header_timeout_s, 0.1),
+            body_timeout_s=_number(env, "HEARTH_BODY_TIMEOUT_S", cls.body_timeout_s, 0.1),
+            max_connections=int(_number(env, "HEARTH_MAX_CONNECTIONS", cls.max_connections, 1)),
         )
 
 

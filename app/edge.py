@@ -5,11 +5,16 @@ HTTP keeps uvicorn's httptools protocol (its fastest parser) and adds:
 - a cap on the request head, in bytes and in header fields, counted as the bytes arrive: past it the
   answer is 431 at once. (httptools grows a header value by copying it on every read, so one long header
   would otherwise stall the event loop for seconds and hold its size several times over.)
+- deadlines: a request head must arrive within header_timeout_s of its first byte (of the connection,
+  for the first request: a silent connection is closed too), its body within body_timeout_s of the head;
+  past them, 408. A websocket handshake is an HTTP request head like any other.
+- a cap on the connections of the instance (websockets included): past max_connections a new connection
+  is answered 503 with `retry-after` and closed.
 
 A refused request is answered with Hearth's error shape and `connection: close`; the connection then
-lingers for a moment with its writing side shut, reading and dropping what the client still sends, so
-that the answer is read before the socket closes (closing on unread input resets the connection, and
-the client may lose the answer).
+lingers, its writing side shut, until the client closes it, for at most a moment (reading and dropping a
+few KiB of what the client still sends, then reading nothing): closing at once on unread input would
+reset the connection, and the client could lose the answer.
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ from app.metrics import Metrics
 
 log = logging.getLogger("hearth.edge")
 
-# How long a refused connection reads and drops what its client still sends before it closes.
+# How long, and for how much more input, a refused connection waits for its client to read the answer.
 REFUSED_LINGER_S = 2.0
+REFUSED_LINGER_BYTES = 64 * 1024
+# The connection limit is logged at most this often (it is counted in the metrics every time).
+LIMIT_WARNING_EVERY_S = 60.0
 
 
 class Refusal(Exception):
@@ -44,6 +52,7 @@ class Refusal(Exception):
 class HttpProtocol(HttpToolsProtocol):
     settings: ClassVar[Settings]
     metrics: ClassVar[Metrics]
+    limit_warned_at: ClassVar[float] = float("-inf")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -51,19 +60,77 @@ class HttpProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         self._header_count = 0
         self._refused = False
+        self._linger_budget = REFUSED_LINGER_BYTES
+        self._deadline: asyncio.TimerHandle | None = None  # of the head or of the body being read
         self._linger: asyncio.TimerHandle | None = None
 
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.settings.max_connections:
+            now = self.loop.time()
+            if now - self.limit_warned_at >= LIMIT_WARNING_EVERY_S:
+                type(self).limit_warned_at = now
+                log.warning(
+                    "%d connections: refusing new ones (HEARTH_MAX_CONNECTIONS); counted in "
+                    "hearth_http_refused_total{reason=\"connections\"}",
+                    self.settings.max_connections,
+                )
+            refusal = Refusal(503, "too many connections to this instance; try again shortly", "connections")
+            self.refuse(refusal, (b"retry-after: 1\r\n",))
+            return
+        self._arm(self.settings.header_timeout_s, self._head_timeout)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
         if self._linger is not None:
             self._linger.cancel()
         super().connection_lost(exc)
 
+    def _arm(self, seconds: float, callback: Any) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, callback)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _head_timeout(self) -> None:
+        self._deadline = None
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A pipelined next head is late while a response is being written: close after that one.
+            self.cycle.keep_alive = False
+            return
+        seconds = self.settings.header_timeout_s
+        self.refuse(Refusal(408, f"the request head must arrive within {seconds:g} s", "header_timeout"))
+
+    def _body_timeout(self) -> None:
+        self._deadline = None
+        cycle = self.cycle
+        if cycle.response_started:
+            self.metrics.http_refused.labels("body_timeout").inc()
+            self._refused = True
+            self.transport.close()  # after the answer already on its way
+            return
+        # The app reads a disconnect (a client gone is not an error), and what it answers goes nowhere.
+        cycle.disconnected = True
+        cycle.message_event.set()
+        seconds = self.settings.body_timeout_s
+        self.refuse(Refusal(408, f"the request body must arrive within {seconds:g} s", "body_timeout"))
+
     def data_received(self, data: bytes) -> None:
         if self._refused:
-            return  # read and dropped while the answer lingers
+            # Dropped while the answer lingers. A client that keeps sending is left to read the answer
+            # with reading paused (and so its sending), until the linger ends.
+            self._linger_budget -= len(data)
+            if self._linger_budget < 0:
+                self.flow.pause_reading()
+            return
         self._unset_keepalive_if_required()
         if self._in_head:
             self._head_bytes += len(data)
+            if self._deadline is None:  # a next request on a kept-alive connection begins
+                self._arm(self.settings.header_timeout_s, self._head_timeout)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -96,11 +163,16 @@ class HttpProtocol(HttpToolsProtocol):
         if size > self.settings.max_header_bytes:
             raise self._head_too_large()
         self._in_head = False
+        if self.parser.should_upgrade() and self._should_upgrade():
+            self._disarm()  # the websocket protocol takes the connection over
+        else:
+            self._arm(self.settings.body_timeout_s, self._body_timeout)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._in_head = True
         self._head_bytes = self._header_count = 0
+        self._disarm()
         super().on_message_complete()
 
     def _head_too_large(self) -> Refusal:
@@ -110,6 +182,9 @@ class HttpProtocol(HttpToolsProtocol):
     def refuse(self, refusal: Refusal, headers: tuple[bytes, ...] = ()) -> None:
         """Answer with Hearth's error shape and close: the app never sees this request."""
         self._refused = True
+        self._disarm()
+        # What the refused head accumulated goes now, not when the connection ends.
+        self.parser, self.url, self.headers = httptools.HttpRequestParser(self), b"", []
         self.metrics.http_refused.labels(refusal.reason).inc()
         log.debug("refused a request from %s: %s", self.client, refusal.message)
         body = json.dumps({"error": {"code": f"HT{refusal.status}", "message": refusal.message}}).encode()
@@ -130,6 +205,7 @@ class HttpProtocol(HttpToolsProtocol):
         )
         if self.transport.can_write_eof():
             self.transport.write_eof()
+            self.flow.resume_reading()  # to see the client close
             self._linger = self.loop.call_later(REFUSED_LINGER_S, self.transport.abort)
         else:
             self.transport.close()

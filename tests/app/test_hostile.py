@@ -30,11 +30,15 @@ from websockets.exceptions import ConnectionClosed
 from tests.app.conftest import start_instances
 from tests.app.harness import ROOT, SECRET, Api, Instance, bearer
 
+# Read deadlines short enough for a test to see them pass.
+DEADLINE_S = 2.0
+EDGE_ENV = {"HEARTH_HEADER_TIMEOUT_S": str(DEADLINE_S), "HEARTH_BODY_TIMEOUT_S": str(DEADLINE_S)}
+
 
 @pytest.fixture(scope="module")
 def edge(app_db: str, log_dir: Path) -> Iterator[Instance]:
     """One instance for the module's attacks."""
-    [instance] = start_instances(app_db, log_dir, 1)
+    [instance] = start_instances(app_db, log_dir, 1, EDGE_ENV)
     yield instance
     instance.terminate()
 
@@ -165,6 +169,7 @@ async def flood(instance: Instance, head: bytes, filler: bytes, limit: int) -> t
             writer.write(filler)
             sent += len(filler)
             await writer.drain()
+            await asyncio.sleep(0)  # the reader sees an answer as soon as it comes
 
     sending = asyncio.create_task(send())
     try:
@@ -231,6 +236,128 @@ async def test_long_headers_do_not_stall_the_instance(edge: Instance) -> None:
     async with Watch(edge, "long headers, 4 attackers for 4 s") as watch:
         await asyncio.gather(*(attacker() for _ in range(4)))
     watch.assert_held()
+
+# 3. Slowloris ---------------------------------------------------------------------------------------
+
+
+class Slow:
+    """A raw connection that sends `first`, then one of `drip` every `every` seconds, and keeps what the
+    server answers and when the server closed it."""
+
+    def __init__(self, instance: Instance, first: bytes, drip: bytes = b"", every: float = 0.5) -> None:
+        self.instance = instance
+        self.first, self.drip, self.every = first, drip, every
+        self.answer = b""
+        self.closed_after: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> Slow:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.instance.port)
+        self.started = time.monotonic()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        dripping = asyncio.create_task(self._drip())
+        try:
+            while chunk := await self.reader.read(65536):
+                self.answer += chunk
+        except OSError:
+            pass
+        self.closed_after = time.monotonic() - self.started
+        self.writer.close()  # as a client does once the server is done
+        dripping.cancel()
+        with contextlib.suppress(BaseException):
+            await dripping
+
+    async def _drip(self) -> None:
+        with contextlib.suppress(OSError):
+            self.writer.write(self.first)
+            while self.drip:
+                await asyncio.sleep(self.every)
+                self.writer.write(self.drip)
+                await self.writer.drain()
+            await asyncio.Event().wait()
+
+    async def stop(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+        if self._task is not None:
+            await self._task
+
+
+def slow_kinds(instance: Instance, token: str) -> dict[str, Slow]:
+    post = b"POST /v1/identities HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+    upgrade = (
+        f"GET /v1/ws?token={token} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    ).encode()
+    return {
+        "silent": Slow(instance, b""),
+        "a header line every 0.5 s": Slow(instance, b"GET /readyz HTTP/1.1\r\n", b"X-A: b\r\n"),
+        "a body byte every 0.5 s": Slow(instance, post, b"{"),
+        "a websocket handshake, slowly": Slow(instance, upgrade, b"X-A: b\r\n"),
+    }
+
+
+async def test_slow_and_silent_connections_are_closed_past_their_deadlines(edge: Instance, api: Api) -> None:
+    _, token = await api.identity("slow")
+    kinds = slow_kinds(edge, token)
+    for slow in kinds.values():
+        await slow.start()
+    await asyncio.sleep(DEADLINE_S + 3)
+    try:
+        for kind, slow in kinds.items():
+            assert slow.closed_after is not None, f"{kind}: still open after {DEADLINE_S + 3} s"
+            assert DEADLINE_S - 0.5 < slow.closed_after < DEADLINE_S + 3, (kind, slow.closed_after)
+            assert error_of(slow.answer) == (408, "HT408"), (kind, slow.answer)
+    finally:
+        for slow in kinds.values():
+            await slow.stop()
+
+
+async def test_many_slow_connections_do_not_stall_the_instance(edge: Instance, api: Api) -> None:
+    _, token = await api.identity("slow")
+    async with Watch(edge, "slowloris, 200 connections of 4 kinds for 4 s") as watch:
+        slows = [slow for _ in range(50) for slow in slow_kinds(edge, token).values()]
+        for slow in slows:
+            await slow.start()
+        await asyncio.sleep(DEADLINE_S + 2)
+    try:
+        assert all(slow.closed_after is not None for slow in slows)
+    finally:
+        for slow in slows:
+            await slow.stop()
+    watch.assert_held()
+
+
+async def test_connections_past_the_limit_are_refused_until_some_close(app_db: str, log_dir: Path) -> None:
+    limit = 30
+    env = {**EDGE_ENV, "HEARTH_MAX_CONNECTIONS": str(limit)}
+    [instance] = start_instances(app_db, log_dir, 1, env)
+    silent: list[Slow] = []
+    try:
+        silent = [await Slow(instance, b"").start() for _ in range(limit)]
+        await asyncio.sleep(0.2)
+        answer, _ = await flood(instance, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n", b"", 0)
+        assert error_of(answer) == (503, "HT503"), answer
+        assert b"retry-after: 1" in answer.lower()
+        # The silent ones are closed at their head deadline: the instance serves again.
+        await until(lambda: _all_closed(silent), "the silent connections closed", DEADLINE_S + 5)
+        async with httpx.AsyncClient(base_url=instance.base_url, timeout=10) as http:
+            assert (await http.get("/readyz")).status_code == 200
+        assert await metric(instance, 'hearth_http_refused_total{reason="connections"}') == 1
+        assert await metric(instance, 'hearth_http_refused_total{reason="header_timeout"}') == limit
+        assert "refusing new ones (HEARTH_MAX_CONNECTIONS)" in instance.log()
+    finally:
+        for slow in silent:
+            await slow.stop()
+        instance.terminate()
+
+
+async def _all_closed(slows: list[Slow]) -> bool:
+    return all(slow.closed_after is not None for slow in slows)
 
 # 9. A short HEARTH_SECRET ---------------------------------------------------------------------------
 
