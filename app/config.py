@@ -57,6 +57,9 @@ class Settings:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 30.0
     max_connections: int = 10_000
+    ws_max_buffered_bytes: int = 1024 * 1024
+    ws_close_timeout_s: float = 5.0
+    ws_pings_per_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -85,6 +88,11 @@ class Settings:
             header_timeout_s=_number(env, "HEARTH_HEADER_TIMEOUT_S", cls.header_timeout_s, 0.1),
             body_timeout_s=_number(env, "HEARTH_BODY_TIMEOUT_S", cls.body_timeout_s, 0.1),
             max_connections=int(_number(env, "HEARTH_MAX_CONNECTIONS", cls.max_connections, 1)),
+            ws_max_buffered_bytes=int(
+                _number(env, "HEARTH_WS_MAX_BUFFERED_BYTES", cls.ws_max_buffered_bytes, 16 * 1024)
+            ),
+            ws_close_timeout_s=_number(env, "HEARTH_WS_CLOSE_TIMEOUT_S", cls.ws_close_timeout_s, 0.1),
+            ws_pings_per_s=_number(env, "HEARTH_WS_PINGS_PER_S", cls.ws_pings_per_s, 0.1),
         )
 
 

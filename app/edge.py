@@ -11,6 +11,18 @@ HTTP keeps uvicorn's httptools protocol (its fastest parser) and adds:
 - a cap on the connections of the instance (websockets included): past max_connections a new connection
   is answered 503 with `retry-after` and closed.
 
+Websockets keep uvicorn's websockets-sansio protocol and add:
+- a bound on the bytes a socket holds that the kernel has not taken (pongs included): a socket past
+  ws_max_buffered_bytes is aborted. Reading stops while writes do not drain, so a client that sends pings
+  and never reads its pongs stalls itself, not the instance;
+- ping and pong frames are rate-limited (ws_pings_per_s, bursts of 4x; past it the socket is closed
+  with 4429), so a flood of control frames cannot take the event loop for itself: the app's own frame
+  limit never sees them;
+- after Hearth's close frame no pong is written, what still arrives is dropped (past a quarter of
+  ws_max_buffered_bytes, at most 64 KiB, the peer is aborted), and the closing handshake takes at most
+  ws_close_timeout_s (at once aborted when the peer is not reading): then the connection is aborted,
+  since closing a transport whose bytes the peer never reads would wait forever.
+
 A refused request is answered with Hearth's error shape and `connection: close`; the connection then
 lingers, its writing side shut, until the client closes it, for at most a moment (reading and dropping a
 few KiB of what the client still sends, then reading nothing): closing at once on unread input would
@@ -25,7 +37,10 @@ import logging
 from typing import Any, ClassVar
 
 import httptools
+from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame
 
 from app.config import Settings
 from app.metrics import Metrics
@@ -211,7 +226,171 @@ class HttpProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
+class WebSocketProtocol(WebSocketsSansIOProtocol):
+    settings: ClassVar[Settings]
+    metrics: ClassVar[Metrics]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.close_timeout = self.settings.ws_close_timeout_s
+        self.write_blocked = False  # the transport's buffer is past its high-water mark
+        self.aborted = False
+        # Control frames spend tokens: bursts of 4x the rate per second.
+        self._tokens = self._burst = 4 * self.settings.ws_pings_per_s
+        self._stamp = self.loop.time()
+        self._read_while_closing = 0
+        # The write buffer's high-water mark, and what a closing peer may still send us.
+        self.high_water = min(64 * 1024, self.settings.ws_max_buffered_bytes // 4)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        # Writing pauses (and so reading stops) well before the bound is reached.
+        self.transport.set_write_buffer_limits(high=self.high_water)
+        self.transport = _BoundedTransport(self.transport, self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        assert isinstance(self.transport, _BoundedTransport)
+        self.transport.cancel_abort()
+        super().connection_lost(exc)
+
+    def abort(self, reason: str) -> None:
+        if not self.aborted:
+            self.aborted = True
+            self.metrics.ws_aborted.labels(reason).inc()
+            log.debug("aborted a websocket of %s: %s", self.client, reason)
+        self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.close_sent:
+            # Frames still in flight are read and dropped; a peer that keeps sending is not closing.
+            self._read_while_closing += len(data)
+            if self._read_while_closing > self.high_water:
+                self.abort("not closing")
+                return
+        super().data_received(data)
+        if not self.handshake_initiated and self.conn.handshake_exc is not None:
+            # websockets refused the handshake (say, a header line past its 8 KiB): send its answer.
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.write_blocked = True
+        if self.close_sent:
+            self.abort("not reading")  # no closing handshake with a peer that does not read
+        else:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self.write_blocked = False
+        if not self.read_paused:
+            self.transport.resume_reading()
+
+    def handle_ping(self) -> None:
+        if not self.close_sent and self._spend():
+            super().handle_ping()
+        else:
+            self.conn.data_to_send()  # no pong: past our close frame, or past the rate
+
+    def handle_pong(self, event: Frame) -> None:
+        if not self.close_sent and self._spend():
+            super().handle_pong(event)
+
+    def _spend(self) -> bool:
+        """One token for a control frame; past the rate the socket is closed with 4429."""
+        now = self.loop.time()
+        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self.settings.ws_pings_per_s)
+        self._stamp = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        self._close(4429, "too many control frames")
+        return False
+
+    def _close(self, code: int, reason: str) -> None:
+        """Close from the protocol's side: the app reads a disconnect, the peer a close frame."""
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.close_timer = self.loop.call_later(self.close_timeout, self.abort, "close timeout")
+
+    async def send(self, message: ASGISendEvent) -> None:
+        closing = message["type"] == "websocket.close" and self.handshake_complete
+        if closing and self.write_blocked:
+            # The peer reads nothing: a close frame would wait behind what it has not read.
+            if not self.close_sent:
+                self.queue.put_nowait({"type": "websocket.disconnect", "code": 1006})
+                self.close_sent = True
+            self.abort("not reading")
+            return
+        await super().send(message)
+        if closing and self.close_timer is not None:
+            # A peer that does not answer our close frame in time is aborted, not closed: a close
+            # would wait for it to read what it has not.
+            self.close_timer.cancel()
+            self.close_timer = self.loop.call_later(self.close_timeout, self.abort, "close timeout")
+
+
+class _BoundedTransport(asyncio.Transport):
+    """The websocket's transport, seen through its bounds: a write past the bound aborts, a close that
+    leaves bytes behind aborts after the close timeout, and reading resumes only while writes drain."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: WebSocketProtocol) -> None:
+        super().__init__()
+        self._transport = transport
+        self._protocol = protocol
+        self._abort_timer: asyncio.TimerHandle | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._transport.get_write_buffer_size() > self._protocol.settings.ws_max_buffered_bytes:
+            self._protocol.abort("unsent bytes")
+            return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        self._transport.close()
+        if self._transport.get_write_buffer_size() and self._abort_timer is None:
+            timeout = self._protocol.settings.ws_close_timeout_s
+            self._abort_timer = self._protocol.loop.call_later(timeout, self._protocol.abort, "close timeout")
+
+    def cancel_abort(self) -> None:
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
+
+    def abort(self) -> None:
+        self.cancel_abort()
+        self._transport.abort()
+
+    def pause_reading(self) -> None:
+        self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if not self._protocol.write_blocked:
+            self._transport.resume_reading()
+
+    def is_reading(self) -> bool:
+        return self._transport.is_reading()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self._transport.set_write_buffer_limits(high, low)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._transport.get_extra_info(name, default)
+
+
 def protocols(settings: Settings, metrics: Metrics) -> dict[str, Any]:
-    """uvicorn's `http` setting: the protocol class bound to these limits and metrics."""
-    http = type("HearthHttpProtocol", (HttpProtocol,), {"settings": settings, "metrics": metrics})
-    return {"http": http}
+    """uvicorn's `http` and `ws` settings: the protocol classes bound to these limits and metrics."""
+    bound = {"settings": settings, "metrics": metrics}
+    return {
+        "http": type("HearthHttpProtocol", (HttpProtocol,), bound),
+        "ws": type("HearthWebSocketProtocol", (WebSocketProtocol,), bound),
+    }

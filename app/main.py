@@ -195,7 +195,6 @@ def uvicorn_config(app: Any, settings: Settings) -> dict[str, Any]:
         "app": app,
         "host": settings.host,
         "port": settings.port,
-        "ws": "websockets-sansio",
         "ws_max_size": 64 * 1024,
         "ws_ping_interval": 20.0,
         # A pong overdue for three ping intervals closes the connection.

@@ -45,6 +45,12 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.ws_aborted = Counter(
+            "hearth_ws_aborted_total",
+            "Websockets the edge aborted (a peer not reading its bytes), by reason",
+            ["reason"],
+            registry=r,
+        )
         self.client_disconnects = Counter(
             "hearth_http_client_disconnects_total",
             "HTTP requests whose client went away before the request was read",

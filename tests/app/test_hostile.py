@@ -32,7 +32,11 @@ from tests.app.harness import ROOT, SECRET, Api, Instance, bearer
 
 # Read deadlines short enough for a test to see them pass.
 DEADLINE_S = 2.0
-EDGE_ENV = {"HEARTH_HEADER_TIMEOUT_S": str(DEADLINE_S), "HEARTH_BODY_TIMEOUT_S": str(DEADLINE_S)}
+EDGE_ENV = {
+    "HEARTH_HEADER_TIMEOUT_S": str(DEADLINE_S),
+    "HEARTH_BODY_TIMEOUT_S": str(DEADLINE_S),
+    "HEARTH_WS_CLOSE_TIMEOUT_S": str(DEADLINE_S),
+}
 
 
 @pytest.fixture(scope="module")
@@ -236,6 +240,142 @@ async def test_long_headers_do_not_stall_the_instance(edge: Instance) -> None:
     async with Watch(edge, "long headers, 4 attackers for 4 s") as watch:
         await asyncio.gather(*(attacker() for _ in range(4)))
     watch.assert_held()
+
+# 2. A ping flood ----------------------------------------------------------------------------------------
+
+# A client's ping frame: FIN + ping, masked, 125 bytes of payload (the most a control frame carries).
+PING = bytes([0x89, 0x80 | 125]) + b"\x00\x00\x00\x00" + b"p" * 125
+PINGS = PING * (256 * 1024 // len(PING))
+
+
+def upgrade(token: str, extra: bytes = b"") -> bytes:
+    return (
+        f"GET /v1/ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    ).encode() + extra + b"\r\n"
+
+
+async def ping_flood(instance: Instance, token: str, seconds: float) -> tuple[int, float | None]:
+    """A websocket client that sends pings as fast as it can for `seconds` and never reads a frame:
+    returns the bytes it got sent, and when (seconds after it began) the server dropped it, if it did."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", instance.port)
+    writer.write(upgrade(token))
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    sent, started = 0, time.monotonic()
+    dropped = None
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                writer.write(PINGS)
+                await writer.drain()
+                sent += len(PINGS)
+    except TimeoutError:
+        pass
+    except OSError:
+        dropped = time.monotonic() - started
+    writer.transport.abort()  # a close would wait for the server to read what it has not
+    return sent, dropped
+
+
+async def flood_for(instance: Instance, token: str, seconds: float) -> list[tuple[int, float | None]]:
+    """Ping floods one after another (a new one when the server drops the last) for `seconds`."""
+    results = []
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0.1:
+        results.append(await ping_flood(instance, token, left))
+    return results
+
+
+async def test_a_ping_flood_that_never_reads_is_dropped(edge: Instance, api: Api) -> None:
+    _, token = await api.identity("flooder")
+    async with Watch(edge, "ping flood, 2 clients that never read, 5 s") as watch:
+        runs = await asyncio.gather(*(flood_for(edge, token, 5) for _ in range(2)))
+    print(f"ping floods that never read: {sum(map(len, runs))} dropped, ", end="")
+    print(f"after {max(d or 0 for run in runs for _, d in run) * 1000:.0f} ms at most")
+    # Past the control-frame rate the socket is closed with 4429; a peer that does not read the close
+    # frame either, and keeps sending, is aborted.
+    assert all(dropped is not None for run in runs for _, dropped in run[:-1])
+    watch.assert_held()
+    assert await metric(edge, 'hearth_ws_aborted_total{reason="not closing"}') >= 2
+
+
+async def test_a_ping_flood_that_reads_its_pongs_is_closed_with_4429(edge: Instance, api: Api) -> None:
+    _, token = await api.identity("flooder")
+    async with Watch(edge, "ping flood, a client that reads its pongs") as watch:
+        async with connect(f"{edge.ws_url}?token={token}", open_timeout=10) as conn:
+            with contextlib.suppress(ConnectionClosed):
+                for _ in range(500):  # a burst is 40
+                    await conn.ping()
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(conn.recv(), 10)
+        await asyncio.sleep(0.5)
+    assert conn.close_code == 4429, conn.close_code
+    watch.assert_held()
+
+
+async def test_a_ping_flood_on_a_refused_socket_is_dropped(edge: Instance) -> None:
+    # A bad token: the server closes with 4401 at once. No pong is written after that, and what the peer
+    # still sends spends the same budget: past it (or past HEARTH_WS_CLOSE_TIMEOUT_S) it is aborted.
+    async with Watch(edge, "ping flood with a bad token, 2 clients, 5 s") as watch:
+        runs = await asyncio.gather(*(flood_for(edge, "not-a-token", 5) for _ in range(2)))
+    for run in runs:
+        for sent, dropped in run[:-1]:
+            assert dropped is not None and dropped < DEADLINE_S + 3, (sent, dropped)
+    watch.assert_held()
+
+
+async def test_without_a_ping_rate_a_flood_that_never_reads_stalls_itself(app_db: str, log_dir: Path) -> None:
+    # With the control-frame rate out of the way, what holds is the bound on unsent bytes: reading
+    # stops while the pongs do not drain, so the flooder stalls and the instance does not grow.
+    env = {**EDGE_ENV, "HEARTH_WS_PINGS_PER_S": "1000000"}
+    [instance] = start_instances(app_db, log_dir, 1, env)
+    api = Api(instance)
+    try:
+        _, token = await api.identity("flooder")
+        async with Watch(instance, "ping flood without a ping rate, 2 clients that never read, 5 s") as watch:
+            results = await asyncio.gather(*(ping_flood(instance, token, 5) for _ in range(2)))
+        print(f"sent before stalling: {[f'{sent / 2**20:.1f} MiB' for sent, _ in results]}")
+        assert all(dropped is None for _, dropped in results)
+        # Until the kernel's socket buffers are full (megabytes on loopback), the instance answers the
+        # floods' pings as fast as they come, and the others wait their turn: the ping rate, off here,
+        # is what keeps that short.
+        watch.assert_held(latency_s=5.0)
+    finally:
+        await api.close()
+        instance.terminate()
+
+
+async def test_a_socket_past_its_unsent_bytes_bound_is_aborted(app_db: str, log_dir: Path) -> None:
+    # A bound below what one read of pings makes in pongs: the abort itself shows.
+    env = {**EDGE_ENV, "HEARTH_WS_PINGS_PER_S": "1000000", "HEARTH_WS_MAX_BUFFERED_BYTES": str(16 * 1024)}
+    [instance] = start_instances(app_db, log_dir, 1, env)
+    api = Api(instance)
+    try:
+        _, token = await api.identity("flooder")
+        sent, dropped = await ping_flood(instance, token, 10)
+        assert dropped is not None, f"not dropped after {sent} bytes of pings"
+        assert await metric(instance, 'hearth_ws_aborted_total{reason="unsent bytes"}') == 1
+        # Everyone else is served as before.
+        async with Watch(instance, "after an abort") as watch:
+            await asyncio.sleep(0.5)
+        watch.assert_held()
+    finally:
+        await api.close()
+        instance.terminate()
+
+
+async def test_a_handshake_header_line_too_long_for_websockets_is_answered(edge: Instance, api: Api) -> None:
+    # Within HEARTH_MAX_HEADER_BYTES but past the 8 KiB line websockets' own parser takes.
+    _, token = await api.identity("someone")
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+    writer.write(upgrade(token, b"X-Long: " + b"a" * 10000 + b"\r\n"))
+    try:
+        answer = await asyncio.wait_for(reader.read(65536), 10)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 431"), answer
 
 # 3. Slowloris ---------------------------------------------------------------------------------------
 
