@@ -72,12 +72,17 @@ class HttpProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_head = True  # the next bytes belong to a request head (the first, or a next one)
+        self._in_body = False
         self._head_bytes = 0
-        self._header_count = 0
         self._refused = False
         self._linger_budget = REFUSED_LINGER_BYTES
-        self._deadline: asyncio.TimerHandle | None = None  # of the head or of the body being read
         self._linger: asyncio.TimerHandle | None = None
+        # The deadline of the head or body being read (loop time; 0: none), checked by one timer that is
+        # re-armed only when it fires early: a kept-alive connection pays a clock read per request,
+        # not a timer.
+        self._deadline = 0.0
+        self._reading_head = True
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -93,25 +98,39 @@ class HttpProtocol(HttpToolsProtocol):
             refusal = Refusal(503, "too many connections to this instance; try again shortly", "connections")
             self.refuse(refusal, (b"retry-after: 1\r\n",))
             return
-        self._arm(self.settings.header_timeout_s, self._head_timeout)
+        self._expect(head=True)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        if self._linger is not None:
-            self._linger.cancel()
+        for timer in (self._timer, self._linger):
+            if timer is not None:
+                timer.cancel()
         super().connection_lost(exc)
 
-    def _arm(self, seconds: float, callback: Any) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, callback)
+    def _expect(self, *, head: bool) -> None:
+        """The head (or the body) must now arrive within its timeout."""
+        self._reading_head = head
+        self._deadline = self.loop.time() + (
+            self.settings.header_timeout_s if head else self.settings.body_timeout_s
+        )
+        if self._timer is None or self._timer.when() > self._deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_at(self._deadline, self._check_deadline)
 
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if not self._deadline or self._refused:
+            return
+        if self.loop.time() < self._deadline:
+            self._timer = self.loop.call_at(self._deadline, self._check_deadline)
+            return
+        self._deadline = 0.0
+        if self._reading_head:
+            self._head_timeout()
+        else:
+            self._body_timeout()
 
     def _head_timeout(self) -> None:
-        self._deadline = None
         if self.cycle is not None and not self.cycle.response_complete:
             # A pipelined next head is late while a response is being written: close after that one.
             self.cycle.keep_alive = False
@@ -120,7 +139,6 @@ class HttpProtocol(HttpToolsProtocol):
         self.refuse(Refusal(408, f"the request head must arrive within {seconds:g} s", "header_timeout"))
 
     def _body_timeout(self) -> None:
-        self._deadline = None
         cycle = self.cycle
         if cycle.response_started:
             self.metrics.http_refused.labels("body_timeout").inc()
@@ -144,8 +162,6 @@ class HttpProtocol(HttpToolsProtocol):
         self._unset_keepalive_if_required()
         if self._in_head:
             self._head_bytes += len(data)
-            if self._deadline is None:  # a next request on a kept-alive connection begins
-                self._arm(self.settings.header_timeout_s, self._head_timeout)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -161,33 +177,37 @@ class HttpProtocol(HttpToolsProtocol):
                 self.logger.warning("Invalid HTTP request received.")
                 self.send_400_response("Invalid HTTP request received.")
             return
-        # Still inside a head, past the cap: refused now, before httptools copies it any further.
-        if self._in_head and self._head_bytes > self.settings.max_header_bytes:
-            self.refuse(self._head_too_large())
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        limit = self.settings.max_headers
-        if self._header_count > limit:
-            raise Refusal(431, f"a request may carry at most {limit} header fields", "headers")
-        super().on_header(name, value)
+        # Deadlines are set only for what one read did not bring whole (most requests come in one).
+        if self._in_head:
+            if self._head_bytes > self.settings.max_header_bytes:
+                # Still inside a head, past the cap: refused now, before httptools copies it further.
+                self.refuse(self._head_too_large())
+            elif self._head_bytes and not self._deadline:  # a next request on a kept-alive connection
+                self._expect(head=True)
+        elif self._in_body and (self._reading_head or not self._deadline):
+            self._expect(head=False)
 
     def on_headers_complete(self) -> None:
-        # A head that arrived whole within one read is measured here.
-        size = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if size > self.settings.max_header_bytes:
+        limit = self.settings.max_headers
+        if len(self.headers) > limit:  # their bytes were capped already
+            raise Refusal(431, f"a request may carry at most {limit} header fields", "headers")
+        # A head that arrived within one read together with more is measured here.
+        if self._head_bytes > self.settings.max_header_bytes and (
+            len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+            > self.settings.max_header_bytes
+        ):
             raise self._head_too_large()
         self._in_head = False
-        if self.parser.should_upgrade() and self._should_upgrade():
-            self._disarm()  # the websocket protocol takes the connection over
-        else:
-            self._arm(self.settings.body_timeout_s, self._body_timeout)
+        self._deadline = 0.0
+        # The websocket protocol takes an upgraded connection over.
+        self._in_body = not (self.parser.should_upgrade() and self._should_upgrade())
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
         self._in_head = True
-        self._head_bytes = self._header_count = 0
-        self._disarm()
+        self._in_body = False
+        self._head_bytes = 0
+        self._deadline = 0.0
         super().on_message_complete()
 
     def _head_too_large(self) -> Refusal:
@@ -197,7 +217,7 @@ class HttpProtocol(HttpToolsProtocol):
     def refuse(self, refusal: Refusal, headers: tuple[bytes, ...] = ()) -> None:
         """Answer with Hearth's error shape and close: the app never sees this request."""
         self._refused = True
-        self._disarm()
+        self._deadline = 0.0
         # What the refused head accumulated goes now, not when the connection ends.
         self.parser, self.url, self.headers = httptools.HttpRequestParser(self), b"", []
         self.metrics.http_refused.labels(refusal.reason).inc()
