@@ -12,6 +12,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,11 @@ from app.state import AppState
 
 KEEPALIVE_S = 15.0
 MAX_WAIT_S = 60
+# A display's stream starts with its own presence.join, then (once paired) the controller's and
+# session.paired; an ended stream ends with session.expired or session.ended. So an answer already
+# given is read from one end of the stream, this many events at most.
+END_EVENTS = 8
+WAITING, PAIRED, OVER = "waiting", "paired", "over"
 # Errors of a failed guess: counted against the client's address.
 _GUESS_ERRORS = ("HT400", "HT404", "HT410")
 
@@ -130,42 +136,105 @@ async def pair(request: Request) -> Response:
 
 
 class _Outcome:
-    """Follows a display's session stream until it is paired or over."""
+    """A display's answer: `paired` or `expired`, with its event's frame."""
 
     def __init__(self) -> None:
         self.done = asyncio.Event()
         self.name = ""
         self.frame: dict[str, Any] = {}
 
+    def settle(self, name: str, frame: dict[str, Any]) -> None:
+        self.name, self.frame = name, frame
+        self.done.set()
+
     def on_frame(self, sub: Subscriber, event: Event) -> None:
         if event.identity or self.done.is_set():
             return
         if event.type == "session.paired":
-            self.name = "paired"
+            self.settle("paired", json.loads(event.text))
         elif event.type in ("session.expired", "session.ended"):
-            self.name = "expired"
-        else:
-            return
-        self.frame = json.loads(event.text)
-        self.done.set()
+            self.settle("expired", json.loads(event.text))
 
 
-async def _display_snapshot(request: Request, session_id: uuid.UUID) -> tuple[int, bool]:
-    """The display's session, checked before a stream starts (so errors are plain HTTP errors): its
-    last seq and whether it is over. Only these are kept, for as long as the display waits."""
+@dataclass(slots=True)
+class _Snapshot:
+    """What a display's event stream keeps of its session while it waits."""
+
+    seq: int  # the stream's head
+    state: str  # WAITING, PAIRED or OVER
+    controller: tuple[str, str] | None = None  # (participant id, joined at) when paired
+
+
+async def _display_snapshot(request: Request, session_id: uuid.UUID) -> _Snapshot:
+    """The display's session, checked before a stream starts (so errors are plain HTTP errors)."""
     snapshot: dict[str, Any] = await _state(request).db.fetchval(
         "session_state", "SELECT hearth.session_state($1)", session_id
     )
     if snapshot["kind"] != "pairing":
         raise HearthError("HT400", "this is not a display's pairing session")
-    return snapshot["seq"], snapshot["expired"]
+    if snapshot["expired"]:
+        return _Snapshot(snapshot["seq"], OVER)
+    if snapshot["status"] != "active":
+        return _Snapshot(snapshot["seq"], WAITING)
+    found = next((p for p in snapshot["participants"] if p["role"] == "controller"), None)
+    controller = (found["participant_id"], found["joined_at"]) if found else None
+    return _Snapshot(snapshot["seq"], PAIRED, controller)
+
+
+async def _settled(
+    request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: _Snapshot
+) -> _Outcome | None:
+    """The answer of a session already paired or over, read from one end of its stream (never the whole
+    of it: a paired session's stream grows with everything its two sides send); None while it waits."""
+    if snapshot.state == WAITING:
+        return None
+    stream = str(session_id)
+    outcome = _Outcome()
+    if snapshot.state == PAIRED:
+        events = await _read_events(request, session_id, 0)
+        paired = next((e for e in events if e.type == "session.paired"), None)
+        if paired is not None:
+            outcome.settle("paired", json.loads(paired.text))
+        else:
+            # The display sent more than END_EVENTS events before it was paired: the frame is rebuilt
+            # from the session's state, its seq one the pairing comes after (so resuming after it
+            # replays the pairing and what followed).
+            controller, joined_at = snapshot.controller or (None, datetime.now(UTC).isoformat())
+            outcome.settle(
+                "paired",
+                {
+                    "type": "session.paired",
+                    "seq": events[-1].seq if events else 0,
+                    "session_id": stream,
+                    "at": joined_at,
+                    "display_participant_id": str(claims.participant_id),
+                    "controller_participant_id": controller,
+                },
+            )
+        return outcome
+    events = await _read_events(request, session_id, max(snapshot.seq - END_EVENTS, 0))
+    end = next((e for e in reversed(events) if e.type in ("session.expired", "session.ended")), None)
+    if end is not None:
+        outcome.settle("expired", json.loads(end.text))
+    else:
+        # Past its TTL, but the expiry job has not run yet.
+        frame = {"type": "session.expired", "seq": snapshot.seq, "session_id": stream}
+        outcome.settle("expired", {**frame, "at": datetime.now(UTC).isoformat(), "reason": "pairing_timeout"})
+    return outcome
+
+
+async def _read_events(request: Request, session_id: uuid.UUID, after: int) -> list[Event]:
+    rows = await _state(request).db.fetch(
+        "events_since", "SELECT * FROM hearth.events_since($1, $2, $3)", session_id, after, END_EVENTS
+    )
+    return [Event.from_row(str(session_id), False, row) for row in rows]
 
 
 async def _follow(
-    request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: tuple[int, bool]
+    request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: _Snapshot
 ) -> tuple[Subscriber, _Outcome]:
-    """Start following the display's session; the outcome may already be known from the table. The
-    caller removes the subscriber from the hub when done."""
+    """Follow a waiting display's session from its head (what came after the snapshot is read first).
+    The caller removes the subscriber from the hub when done."""
     state = _state(request)
     sub = Subscriber(state.hub, str(claims.participant_id))
     outcome = _Outcome()
@@ -173,23 +242,10 @@ async def _follow(
     stream = str(session_id)
     sub.follow(stream)
     try:
-        # Replay the whole (short) pairing stream: an earlier paired or expired event is the answer.
-        await sub.go_live(stream, 0)
+        await sub.go_live(stream, snapshot.seq)
     except BaseException:
         state.hub.remove(sub)
         raise
-    seq, expired = snapshot
-    if not outcome.done.is_set() and expired:
-        # Past its TTL, but the expiry job has not run yet.
-        outcome.name = "expired"
-        outcome.frame = {
-            "type": "session.expired",
-            "seq": seq,
-            "session_id": stream,
-            "at": datetime.now(UTC).isoformat(),
-            "reason": "pairing_timeout",
-        }
-        outcome.done.set()
     sub.drop_frames()
     return sub, outcome
 
@@ -232,7 +288,7 @@ async def _until_done(outcome: _Outcome, seconds: float) -> None:
 
 
 async def _sse(
-    request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: tuple[int, bool]
+    request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: _Snapshot
 ) -> AsyncIterator[str]:
     state = _state(request)
     assert claims.participant_id is not None
@@ -240,11 +296,14 @@ async def _sse(
     sub: Subscriber | None = None
     try:
         # Followed only once the response runs: a client gone before that leaves nothing behind.
-        sub, outcome = await _follow(request, session_id, claims, snapshot)
+        outcome = await _settled(request, session_id, claims, snapshot)
+        if outcome is None:
+            sub, outcome = await _follow(request, session_id, claims, snapshot)
         yield ": waiting for a controller\n\n"
         while not outcome.done.is_set():
             await _until_done(outcome, KEEPALIVE_S)
-            sub.drop_frames()
+            if sub is not None:
+                sub.drop_frames()
             if not outcome.done.is_set():
                 yield ": keep-alive\n\n"
         yield f"event: {outcome.name}\ndata: {json.dumps(outcome.frame)}\n\n"
@@ -255,15 +314,17 @@ async def _sse(
 
 
 async def _long_poll(
-    request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: tuple[int, bool], wait: int
+    request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: _Snapshot, wait: int
 ) -> Response:
     state = _state(request)
     assert claims.participant_id is not None
     state.heartbeats.activity(claims.participant_id)
     sub: Subscriber | None = None
     try:
-        sub, outcome = await _follow(request, session_id, claims, snapshot)
-        await _until_done(outcome, wait)
+        outcome = await _settled(request, session_id, claims, snapshot)
+        if outcome is None:
+            sub, outcome = await _follow(request, session_id, claims, snapshot)
+            await _until_done(outcome, wait)
     finally:
         if sub is not None:
             state.hub.remove(sub)

@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -517,6 +518,56 @@ def test_a_short_secret_is_refused_with_a_clear_message(app_db: str) -> None:
     stderr = serve_refuses(app_db, HEARTH_SECRET="x" * 31)
     assert "HEARTH_SECRET" in stderr and "32 bytes" in stderr, stderr
 
+
+# 4. A display's event stream on a long session ------------------------------------------------------
+
+
+async def test_display_events_answer_from_the_session_state_not_by_replaying_its_stream(
+    edge: Instance, api: Api, superuser: asyncpg.Connection
+) -> None:
+    d = await display(api)
+    _, controller_token = await api.identity("phone")
+    r = await api.http.post("/v1/pair", json={"code": d["code"]}, headers=bearer(controller_token))
+    assert r.status_code == 200, r.text
+    controller, controller_session_token = uuid.UUID(r.json()["participant_id"]), r.json()["token"]
+    paired_seq = await superuser.fetchval(
+        "SELECT seq FROM hearth_data.events WHERE stream_id = $1 AND type = 'session.paired'",
+        uuid.UUID(d["session_id"]),
+    )
+    # The paired session's stream grows with what its two sides send: 1,500 messages of 30 KiB.
+    body = json.dumps({"text": "x" * 30_000})
+    await superuser.execute(
+        "SELECT hearth.post_message($1, $2::jsonb) FROM generate_series(1, 1500)", controller, body
+    )
+    path = f"/v1/displays/{d['session_id']}/events"
+    reads = 'hearth_db_call_seconds_count{function="events_since"}'
+    answers: list[httpx.Response] = []
+    async with Watch(edge, "long polls of a paired display, 10 at once for 3 s, 45 MB since") as watch:
+        before = await metric(edge, reads)
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            answers += await asyncio.gather(
+                *(api.http.get(path, params={"token": d["token"], "wait": "0"}) for _ in range(10))
+            )
+        # One read of the stream's first events per call, not a replay of its 45 MB.
+        assert await metric(edge, reads) - before == len(answers)
+    print(f"{len(answers)} long polls answered")
+    for answer in answers:
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["event"] == "paired" and answer.json()["data"]["seq"] == paired_seq
+    watch.assert_held()
+
+    # The event stream answers the same way, and a display that is over finds its end at the head.
+    async with api.http.stream("GET", path, params={"token": d["token"]}) as stream:
+        text = (await stream.aread()).decode()
+    assert "event: paired" in text and f'"seq": {paired_seq}' in text
+    for token in (d["token"], controller_session_token):  # the last to leave ends the session
+        r = await api.http.post(f"/v1/sessions/{d['session_id']}/leave", headers=bearer(token))
+        assert r.json() == {"left": True}
+    before = await metric(edge, reads)
+    over = await api.http.get(path, params={"token": d["token"], "wait": "0"})
+    assert over.json()["event"] == "expired" and over.json()["data"]["type"] == "session.ended"
+    assert await metric(edge, reads) - before == 1
 
 # 6. Digits that are not ASCII ------------------------------------------------------------------------
 

@@ -370,6 +370,40 @@ async def test_long_poll_returns_null_when_nothing_happens(api_a: Api, superuser
     assert status == "waiting"
 
 
+async def test_a_display_that_talked_before_its_pairing_gets_a_resume_point_before_it(
+    pair: list[Instance], api_a: Api, superuser: asyncpg.Connection
+) -> None:
+    # The answer of a paired session is looked for among the first events of its stream only: past them
+    # (here, 10 messages the display sent while it waited), it is rebuilt from the session's state.
+    d = await display(api_a)
+    await superuser.execute(
+        "SELECT hearth.post_message($1, '{\"n\": 1}'::jsonb) FROM generate_series(1, 10)",
+        uuid.UUID(d["participant_id"]),
+    )
+    r = await pair_code(api_a, await controller_token(api_a), d["code"])
+    assert r.status_code == 200, r.text
+    paired_seq = await superuser.fetchval(
+        "SELECT seq FROM hearth_data.events WHERE stream_id = $1 AND type = 'session.paired'",
+        uuid.UUID(d["session_id"]),
+    )
+    path = f"/v1/displays/{d['session_id']}/events"
+    body = (await api_a.http.get(path, params={"token": d["token"], "wait": "0"})).json()
+    assert body["event"] == "paired"
+    data = body["data"]
+    assert data["type"] == "session.paired" and data["session_id"] == d["session_id"]
+    assert data["display_participant_id"] == d["participant_id"]
+    assert data["controller_participant_id"] == r.json()["participant_id"]
+    datetime.fromisoformat(data["at"])
+    assert data["seq"] < paired_seq
+    # Resuming after it, the display's socket gets the pairing itself.
+    ws = await Ws.open(pair[0], d["token"], after=data["seq"])
+    try:
+        assert (await ws.next())["type"] == "welcome"
+        assert (await ws.until_type("session.paired"))["seq"] == paired_seq
+    finally:
+        await ws.close()
+
+
 async def test_long_poll_wait_bad_values(api_a: Api) -> None:
     d = await display(api_a)
     path = f"/v1/displays/{d['session_id']}/events"
