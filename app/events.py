@@ -71,7 +71,13 @@ class Event:
 
 
 def _iso(value: datetime) -> str:
-    return value.isoformat()
+    """As PostgreSQL writes a timestamptz in JSON (the NOTIFY frames, in UTC): no trailing zeros in the
+    fraction, so an event read from the table is the same text as when it was notified."""
+    text = value.isoformat()
+    if value.microsecond:
+        whole, _, rest = text.partition(".")
+        text = f"{whole}.{rest[:6].rstrip('0')}{rest[6:]}"
+    return text
 
 
 class Listener:

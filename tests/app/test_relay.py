@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+import asyncpg
+
+from app.events import Event
 from tests.app.harness import Api, Instance, Ws
 
 
@@ -78,3 +84,38 @@ async def test_signal_reaches_only_its_target_across_instances(
     assert seqs == sorted(set(seqs))
     for ws in (target, bystander, sender):
         await ws.close()
+
+
+async def test_an_event_read_from_the_table_is_the_text_it_was_notified_as(
+    superuser: asyncpg.Connection,
+) -> None:
+    # A frame reaches a client live (its NOTIFY text) or from the table (a resume, a display's answer
+    # given before): the same event must read the same. PostgreSQL writes no trailing zeros in a
+    # timestamp's fraction; the table's frames used to carry six digits.
+    await superuser.execute("SET TimeZone = 'UTC'")
+    await superuser.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    notified: list[str] = []
+
+    def listen(*args: Any) -> None:
+        notified.append(args[3])
+
+    await superuser.add_listener("hearth_events", listen)
+    try:
+        session_id = (await superuser.fetchrow("SELECT * FROM hearth.create_session()"))["session_id"]
+        for micros in (250000, 100000, 123456, 120, 0):
+            identity = await superuser.fetchval("SELECT hearth.create_identity('x')")
+            await superuser.execute(
+                "SELECT hearth.join_session($1, $2, 'member',"
+                " date_trunc('second', now()) + $3 * interval '1 microsecond')",
+                session_id,
+                identity,
+                micros,
+            )
+        await superuser.execute("SELECT 1")  # notifications are delivered between queries
+        rows = await superuser.fetch("SELECT * FROM hearth.events_since($1, 0)", session_id)
+    finally:
+        await superuser.remove_listener("hearth_events", listen)
+    stored = [json.loads(Event.from_row(str(session_id), False, row).text) for row in rows]
+    live = [json.loads(text) for text in notified if json.loads(text).get("session_id") == str(session_id)]
+    assert len(stored) == len(live) == 5
+    assert [frame["at"] for frame in stored] == [frame["at"] for frame in live]
