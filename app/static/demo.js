@@ -266,7 +266,7 @@
           role: f.role,
           display_name: f.display_name,
         });
-        if (!state.peerId && f.participant_id !== state.participantId) state.peerId = f.participant_id;
+        if (!state.peerId && f.role === peerRole()) state.peerId = f.participant_id;
         renderPresence();
         maybeCall();
         break;
@@ -302,7 +302,7 @@
     if (state.lastSeq === null) state.lastSeq = f.seq;
     state.presence = new Map(f.presence.map((p) => [p.participant_id, p]));
     if (!state.peerId) {
-      const other = f.presence.find((p) => p.participant_id !== state.participantId);
+      const other = f.presence.find((p) => p.role === peerRole());
       if (other) state.peerId = other.participant_id;
     }
     renderPresence();
@@ -358,6 +358,12 @@
   }
 
   // ---- WebRTC over Hearth's signaling --------------------------------------------------------
+
+  // The display talks only to its paired controller (from `session.paired`), the controller only to
+  // the display.
+  function peerRole() {
+    return state.role === "display" ? "controller" : "display";
+  }
 
   function channelOpen() {
     return !!(state.dc && state.dc.readyState === "open");
@@ -435,9 +441,14 @@
   }
 
   async function onSignal(f) {
+    // Only the paired peer may set up the DataChannel: anyone else who got into the session (a
+    // participant the server let in some other way) is ignored, its offer included.
+    if (!state.peerId || f.from !== state.peerId) {
+      console.warn("ignored a signal from a participant who is not the paired peer", f.from);
+      return;
+    }
     const data = f.data || {};
     if (f.kind === "offer" && state.role === "display") {
-      state.peerId = f.from;
       closeCall();
       const pc = newPeerConnection();
       state.pc = pc;
@@ -572,6 +583,9 @@
     },
     get lastSeq() {
       return state.lastSeq;
+    },
+    get peerId() {
+      return state.peerId;
     },
     // Drops the websocket as a network failure would; the reconnect waits at least holdMs.
     // Returns the sequence number the reconnect will ask to resume after.

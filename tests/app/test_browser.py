@@ -10,10 +10,13 @@ root); `playwright install` is never used.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -296,3 +299,73 @@ async def test_a_dropped_socket_reconnects_with_after_and_gets_what_it_missed(
         await controller.screenshot("reconnect")
         await display.close()
         await controller.close()
+
+
+async def test_a_display_ignores_an_offer_from_anyone_but_its_paired_controller(
+    pair: list[Instance], browser: Browser
+) -> None:
+    # A participant the server let into the display's session some other way (the join-by-code hole
+    # once did) sends the display an offer: the display neither answers it nor drops its controller.
+    # The stranger's frame is put on the display's own websocket, as the server would deliver it.
+    sockets: list[Any] = []
+    sent_by_display: list[dict[str, Any]] = []
+
+    def intercept(ws: Any) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            sent_by_display.append(json.loads(message))
+            server.send(message)
+
+        ws.on_message(from_page)
+        sockets.append(ws)
+
+    display = await Tab.open(browser, "display", pair[0])
+    controller = await Tab.open(browser, "controller", pair[1])
+    stranger = await Tab.open(browser, "stranger", pair[0])
+    await display.page.route_web_socket(re.compile(r"/v1/ws"), intercept)
+    try:
+        session_id = await _pair_through_the_ui(display, controller)
+        display_pid: str = await display.page.evaluate("hearthDemo.participantId")
+        controller_pid: str = await controller.page.evaluate("hearthDemo.participantId")
+        assert await display.page.evaluate("hearthDemo.peerId") == controller_pid
+        offer: str = await stranger.page.evaluate(
+            """async () => {
+                const pc = new RTCPeerConnection({ iceServers: [] });
+                pc.createDataChannel("intruder");
+                await pc.setLocalDescription(await pc.createOffer());
+                window.intruder = pc;
+                return pc.localDescription.sdp;
+            }"""
+        )
+        stranger_pid = str(uuid.uuid4())
+        seq = await display.page.evaluate("hearthDemo.lastSeq")
+        forged = {
+            "type": "signal",
+            "seq": seq + 1,
+            "session_id": session_id,
+            "at": datetime.now(UTC).isoformat(),
+            "from": stranger_pid,
+            "to": display_pid,
+            "kind": "offer",
+            "data": {"type": "offer", "sdp": offer},
+        }
+        sockets[-1].send(json.dumps(forged))
+
+
+        async def acted() -> tuple[bool, list[dict[str, Any]]]:
+            ignored = any("not the paired peer" in line for line in display.console)
+            return ignored, [f for f in sent_by_display if f.get("to") == stranger_pid]
+
+        ignored, answers = await _until(acted, lambda seen: seen[0] or seen[1], "the display to act on it")
+        assert answers == [] and ignored, (answers, display.console)
+        assert await display.page.evaluate("hearthDemo.peerId") == controller_pid
+        await expect(display.page.locator("#status")).to_contain_text("DataChannel open")
+        # The controller's channel still carries text to the display.
+        await _send(controller, "still mine")
+        await expect(display.page.locator("#received")).to_contain_text("still mine", timeout=WAIT_MS)
+        assert display.page_errors() == [] and controller.page_errors() == []
+    finally:
+        await display.screenshot("stranger")
+        for tab in (display, controller, stranger):
+            await tab.close()
