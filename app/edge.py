@@ -92,7 +92,7 @@ class HttpProtocol(HttpToolsProtocol):
                 type(self).limit_warned_at = now
                 log.warning(
                     "%d connections: refusing new ones (HEARTH_MAX_CONNECTIONS); counted in "
-                    "hearth_http_refused_total{reason=\"connections\"}",
+                    'hearth_http_refused_total{reason="connections"}',
                     self.settings.max_connections,
                 )
             refusal = Refusal(503, "too many connections to this instance; try again shortly", "connections")
@@ -334,6 +334,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.conn.send_close(code, reason)
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
+        if self.read_paused:  # the peer's close frame must be read (what the app would have read is dropped)
+            self.read_paused = False
+            self.transport.resume_reading()
         self.close_timer = self.loop.call_later(self.close_timeout, self.abort, "close timeout")
 
     async def send(self, message: ASGISendEvent) -> None:
