@@ -118,8 +118,13 @@ async def throughput(server: Server, args: argparse.Namespace, cluster: Any) -> 
     start = time.time() + 2.0
     procs = []
     for n in range(args.load_procs):
-        spec = {"port": server.port, "start": start, "warmup_s": args.warmup_s, "measure_s": args.measure_s,
-                "connections": args.connections}
+        spec = {
+            "port": server.port,
+            "start": start,
+            "warmup_s": args.warmup_s,
+            "measure_s": args.measure_s,
+            "connections": args.connections,
+        }
         path = LOG_DIR / f"edge-load-{server.variant}-{n}.json"
         path.write_text(json.dumps(spec))
         command = [sys.executable, "-m", "bench.edge", "--load", str(path)]
@@ -138,7 +143,9 @@ async def throughput(server: Server, args: argparse.Namespace, cluster: Any) -> 
         "requests_per_s": per_s,
         "errors": sum(r["errors"] for r in results),
         "server_cpu_us_per_request": cpu["server"] / per_s * 1e6 if per_s else None,
-        "cpu_server": cpu["server"], "cpu_clients": cpu["clients"], "cpu_others": cpu["others"],
+        "cpu_server": cpu["server"],
+        "cpu_clients": cpu["clients"],
+        "cpu_others": cpu["others"],
     }
 
 
@@ -176,8 +183,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": machine_facts(), "rounds": []}
     with bench_cluster() as cluster:
         url = await create_database(cluster, "edge")
-        log(f"Edge benchmark (logs in {LOG_DIR}): {args.load_procs} client processes x {args.connections}"
-            f" keep-alive connections, GET /healthz with {len(HEALTHZ)} bytes of head")
+        log(
+            f"Edge benchmark (logs in {LOG_DIR}): {args.load_procs} client processes x {args.connections}"
+            f" keep-alive connections, GET /healthz with {len(HEALTHZ)} bytes of head"
+        )
         for round_no in range(1, args.rounds + 1):
             order = VARIANTS if round_no % 2 else tuple(reversed(VARIANTS))
             for variant in order:
@@ -187,10 +196,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 finally:
                     await server.proc.stop()
                 results["rounds"].append(row)
-                log(f"  round {round_no} {variant:<10} {row['requests_per_s']:7.0f} requests/s,"
+                log(
+                    f"  round {round_no} {variant:<10} {row['requests_per_s']:7.0f} requests/s,"
                     f" server {row['server_cpu_us_per_request']:.0f} CPU-us per request"
                     f" ({row['errors']} errors; CPU cores: server {row['cpu_server']:.2f},"
-                    f" clients {row['cpu_clients']:.2f}, other work {row['cpu_others']:.2f})")
+                    f" clients {row['cpu_clients']:.2f}, other work {row['cpu_others']:.2f})"
+                )
         summary = {}
         for variant in VARIANTS:
             rows = [r for r in results["rounds"] if r["variant"] == variant]
@@ -201,10 +212,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         base = summary["httptools"]
         log("Medians (ratio to uvicorn's httptools protocol in the same run):")
         for variant, row in summary.items():
-            log(f"  {variant:<10} {row['requests_per_s']:7.0f} requests/s"
+            log(
+                f"  {variant:<10} {row['requests_per_s']:7.0f} requests/s"
                 f" ({row['requests_per_s'] / base['requests_per_s']:.2f}x),"
                 f" {row['server_cpu_us_per_request']:.0f} server CPU-us per request"
-                f" ({row['server_cpu_us_per_request'] / base['server_cpu_us_per_request']:.2f}x)")
+                f" ({row['server_cpu_us_per_request'] / base['server_cpu_us_per_request']:.2f}x)"
+            )
         results["summary"] = summary
         log(f"One header of {args.long_mib} MiB:")
         results["long_header"] = {}
@@ -215,8 +228,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 await server.proc.stop()
             results["long_header"][variant] = row
-            log(f"  {variant:<10} answered {row['status']} after {row['seconds']:.2f} s,"
-                f" server CPU {row['server_cpu_s']:.2f} s")
+            log(
+                f"  {variant:<10} answered {row['status']} after {row['seconds']:.2f} s,"
+                f" server CPU {row['server_cpu_s']:.2f} s"
+            )
     return results
 
 

@@ -198,6 +198,21 @@ def error_of(answer: bytes) -> tuple[int, str]:
     return status, json.loads(body)["error"]["code"]
 
 
+async def metric(instance: Instance, name: str) -> float:
+    async with httpx.AsyncClient(base_url=instance.base_url, timeout=10) as http:
+        text = (await http.get("/metrics")).text
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout} s for {what}")
+        await asyncio.sleep(0.05)
+
+
 # 1. One long header ---------------------------------------------------------------------------------
 
 
@@ -230,6 +245,7 @@ def test_a_bad_limit_is_refused_with_a_clear_message(app_db: str) -> None:
         stderr = serve_refuses(app_db, HEARTH_MAX_HEADER_BYTES=value)
         assert "HEARTH_MAX_HEADER_BYTES must be a whole number of at least 1024" in stderr, stderr
 
+
 async def test_long_headers_do_not_stall_the_instance(edge: Instance) -> None:
     head = b"GET /readyz HTTP/1.1\r\nHost: x\r\nX-Long: "
 
@@ -242,6 +258,7 @@ async def test_long_headers_do_not_stall_the_instance(edge: Instance) -> None:
         await asyncio.gather(*(attacker() for _ in range(4)))
     watch.assert_held()
 
+
 # 2. A ping flood ----------------------------------------------------------------------------------------
 
 # A client's ping frame: FIN + ping, masked, 125 bytes of payload (the most a control frame carries).
@@ -250,10 +267,12 @@ PINGS = PING * (256 * 1024 // len(PING))
 
 
 def upgrade(token: str, extra: bytes = b"") -> bytes:
-    return (
+    head = (
         f"GET /v1/ws?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-    ).encode() + extra + b"\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n"
+    )
+    return head.encode() + extra + b"\r\n"
 
 
 async def ping_flood(instance: Instance, token: str, seconds: float) -> tuple[int, float | None]:
@@ -378,6 +397,7 @@ async def test_a_handshake_header_line_too_long_for_websockets_is_answered(edge:
         writer.close()
     assert answer.startswith(b"HTTP/1.1 431"), answer
 
+
 # 3. Slowloris ---------------------------------------------------------------------------------------
 
 
@@ -500,24 +520,6 @@ async def test_connections_past_the_limit_are_refused_until_some_close(app_db: s
 async def _all_closed(slows: list[Slow]) -> bool:
     return all(slow.closed_after is not None for slow in slows)
 
-# 9. A short HEARTH_SECRET ---------------------------------------------------------------------------
-
-
-def serve_refuses(app_db: str, **env: str) -> str:
-    """`hearth serve` with this environment exits at once, with an error and no traceback: its stderr."""
-    env = {"HEARTH_DATABASE_URL": app_db, "HEARTH_SECRET": SECRET, "PATH": "/usr/bin:/bin", **env}
-    serve = [sys.executable, "-m", "app.cli", "serve"]
-    done = subprocess.run(serve, cwd=ROOT, env=env, capture_output=True, text=True, timeout=20)
-    assert done.returncode != 0
-    assert "Traceback" not in done.stderr, done.stderr
-    return done.stderr
-
-
-def test_a_short_secret_is_refused_with_a_clear_message(app_db: str) -> None:
-    # 31 bytes: one short of what HS256 wants (RFC 7518 section 3.2: a key of at least 256 bits).
-    stderr = serve_refuses(app_db, HEARTH_SECRET="x" * 31)
-    assert "HEARTH_SECRET" in stderr and "32 bytes" in stderr, stderr
-
 
 # 4. A display's event stream on a long session ------------------------------------------------------
 
@@ -569,6 +571,7 @@ async def test_display_events_answer_from_the_session_state_not_by_replaying_its
     assert over.json()["event"] == "expired" and over.json()["data"]["type"] == "session.ended"
     assert await metric(edge, reads) - before == 1
 
+
 # 6. Digits that are not ASCII ------------------------------------------------------------------------
 
 NOT_ASCII_DIGITS = ("\u00b2", "\u0661\u0662", "\uff11")  # superscript two, Arabic-Indic 12, fullwidth 1
@@ -588,48 +591,6 @@ async def test_after_with_digits_that_are_not_ascii_closes_with_4400(edge: Insta
     _, token = await api.identity("someone")
     for after in NOT_ASCII_DIGITS:
         assert await close_code(edge, f"?token={token}&after={after}") == 4400, after
-
-
-# 8. A client hanging up mid-body ---------------------------------------------------------------------
-
-
-async def metric(instance: Instance, name: str) -> float:
-    async with httpx.AsyncClient(base_url=instance.base_url, timeout=10) as http:
-        text = (await http.get("/metrics")).text
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout} s for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def test_a_client_hanging_up_mid_body_is_no_error(edge: Instance) -> None:
-    name = "hearth_http_client_disconnects_total"
-    before = await metric(edge, name)
-    start = len(edge.log())
-    for _ in range(3):
-        _, writer = await asyncio.open_connection("127.0.0.1", edge.port)
-        writer.write(
-            b"POST /v1/identities HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 1000\r\n\r\n{\"display_"
-        )
-        await writer.drain()
-        await asyncio.sleep(0.1)  # the app is reading the body by now
-        writer.close()
-        await writer.wait_closed()
-    # Counted, not logged as an error (the autouse fixture also checks that no traceback was logged).
-    await until(lambda: _grew(edge, name, before + 3), "three disconnects counted")
-    logged = edge.log()[start:]
-    assert "internal error" not in logged and "ERROR" not in logged, logged
-
-
-async def _grew(instance: Instance, name: str, at_least: float) -> bool:
-    return await metric(instance, name) >= at_least
 
 
 # 7. Tokens in logs --------------------------------------------------------------------------------------
@@ -657,6 +618,53 @@ async def test_query_strings_are_never_logged(app_db: str, log_dir: Path) -> Non
     for secret in (token, d["token"], token.rsplit(".", 1)[1], d["token"].rsplit(".", 1)[1]):
         assert secret not in text
     assert "oken=" not in text and "after=" not in text and "wait=" not in text
+
+
+# 8. A client hanging up mid-body ---------------------------------------------------------------------
+
+
+async def test_a_client_hanging_up_mid_body_is_no_error(edge: Instance) -> None:
+    name = "hearth_http_client_disconnects_total"
+    before = await metric(edge, name)
+    start = len(edge.log())
+    for _ in range(3):
+        _, writer = await asyncio.open_connection("127.0.0.1", edge.port)
+        writer.write(
+            b"POST /v1/identities HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"display_'
+        )
+        await writer.drain()
+        await asyncio.sleep(0.1)  # the app is reading the body by now
+        writer.close()
+        await writer.wait_closed()
+    # Counted, not logged as an error (the autouse fixture also checks that no traceback was logged).
+    await until(lambda: _grew(edge, name, before + 3), "three disconnects counted")
+    logged = edge.log()[start:]
+    assert "internal error" not in logged and "ERROR" not in logged, logged
+
+
+async def _grew(instance: Instance, name: str, at_least: float) -> bool:
+    return await metric(instance, name) >= at_least
+
+
+# 9. A short HEARTH_SECRET ---------------------------------------------------------------------------
+
+
+def serve_refuses(app_db: str, **env: str) -> str:
+    """`hearth serve` with this environment exits at once, with an error and no traceback: its stderr."""
+    env = {"HEARTH_DATABASE_URL": app_db, "HEARTH_SECRET": SECRET, "PATH": "/usr/bin:/bin", **env}
+    serve = [sys.executable, "-m", "app.cli", "serve"]
+    done = subprocess.run(serve, cwd=ROOT, env=env, capture_output=True, text=True, timeout=20)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.stderr
+
+
+def test_a_short_secret_is_refused_with_a_clear_message(app_db: str) -> None:
+    # 31 bytes: one short of what HS256 wants (RFC 7518 section 3.2: a key of at least 256 bits).
+    stderr = serve_refuses(app_db, HEARTH_SECRET="x" * 31)
+    assert "HEARTH_SECRET" in stderr and "32 bytes" in stderr, stderr
+
 
 # 10. One logging setup ---------------------------------------------------------------------------------
 
