@@ -1,17 +1,22 @@
-"""SQL files under db/ and how migrations load them.
+"""The SQL under db/: the declared schema at head, and the frozen SQL of each migration.
 
-Each revision lists the function files it (re)loads with their sha256 at the time it was written.
-tests/db/test_migrations.py fails when a file's current hash differs from the hash recorded by the last
-revision that loads it: a changed function needs a new revision that reloads it.
-Run `python -m app.sqlfiles db/functions/hearth/x.sql ...` to print the entries for a new revision, and
-`python -m app.sqlfiles --rehash db/migrations/versions/NNNN_x.py` to refresh the hashes of a revision
-that has not been released yet.
+- `db/schema.sql` (roles, schemas, tables, indexes, grants) and `db/functions/**.sql` (one function per
+  file) declare the schema as it is at head.
+- Each revision `db/migrations/versions/NNNN_name.py` runs the SQL frozen beside it in
+  `db/migrations/versions/NNNN_name/`: its own statements, and under `functions/` a copy of every
+  function file it (re)loads, exactly as it was when the revision was written. An old revision
+  therefore replays the same whatever db/functions says today.
+- A changed function is a new revision carrying its new text: `python -m app.sqlfiles freeze NNNN_name`
+  copies every function file that differs from its latest frozen copy into that revision's folder (or
+  name the files). tests/db/test_migrations.py builds one database from the migrations and one from the
+  declared schema and fails on any difference.
+
+Every path under db/ is resolved here, and only here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import re
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,61 +24,105 @@ from typing import Any
 DB_DIR = Path(__file__).resolve().parent.parent / "db"
 FUNCTIONS_DIR = DB_DIR / "functions"
 MIGRATIONS_DIR = DB_DIR / "migrations"
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+VERSIONS_DIR = MIGRATIONS_DIR / "versions"
+SCHEMA_FILE = DB_DIR / "schema.sql"
 
 
 def function_files() -> list[Path]:
+    """The function files at head, in load order."""
     return sorted(FUNCTIONS_DIR.rglob("*.sql"))
 
 
-def load_files(op: Any, relative_paths: list[str], base: Path = DB_DIR) -> None:
-    """Run SQL files in the migration's transaction, or print them in offline (--sql) mode.
+def revisions() -> list[str]:
+    """The frozen folders, oldest first (NNNN_name)."""
+    return sorted(p.name for p in VERSIONS_DIR.iterdir() if p.is_dir() and p.name[:4].isdigit())
+
+
+def frozen_functions(revision: str) -> list[str]:
+    """The function files a revision (re)loads, relative to the versions folder, in load order."""
+    base = VERSIONS_DIR / revision / "functions"
+    return [str(p.relative_to(VERSIONS_DIR)) for p in sorted(base.rglob("*.sql"))]
+
+
+def latest_frozen(function: str, *, before: str | None = None) -> Path | None:
+    """The newest frozen copy of a function file (`hearth/touch.sql`), optionally only among the
+    revisions older than `before`: what a downgrade of `before` reloads."""
+    found = None
+    for revision in revisions():
+        if before is not None and revision >= before:
+            break
+        copy = VERSIONS_DIR / revision / "functions" / function
+        if copy.exists():
+            found = copy
+    return found
+
+
+def read(relative: str) -> str:
+    return (VERSIONS_DIR / relative).read_text()
+
+
+def run(op: Any, files: list[str], *, role: str | None = None) -> None:
+    """From a revision: run frozen SQL files (relative to the versions folder) in the migration's
+    transaction, or print them in offline (--sql) mode. With `role`, they run under SET ROLE, so the
+    objects they create are that role's.
 
     Files go to the driver as they are (no bind-parameter parsing), several statements at once.
     """
     context = op.get_context()
-    for rel in relative_paths:
-        text = (base / rel).read_text()
+    texts = [(rel, read(rel)) for rel in files]
+    if role is not None:
+        texts = [("", f"SET ROLE {role};"), *texts, ("", "RESET ROLE;")]
+    for rel, text in texts:
         if context.as_sql:
-            context.impl.static_output(f"-- {rel}\n{text}")
+            context.impl.static_output(f"-- {rel}\n{text}" if rel else text)
         else:
-            raw = op.get_bind().connection.driver_connection
-            raw.execute(text)
+            op.get_bind().connection.driver_connection.execute(text)
 
 
-_ENTRY = re.compile(r'(\s*)"([^"]+\.sql)": "[0-9a-f]{64}",')
+def reload_previous(op: Any, revision: str, *, role: str | None = None) -> None:
+    """From a downgrade: reload, for each function file `revision` froze, its copy in the newest older
+    revision (functions that `revision` created have none: the downgrade drops them itself)."""
+    previous = []
+    for rel in frozen_functions(revision):
+        function = rel.split("/functions/", 1)[1]
+        older = latest_frozen(function, before=revision)
+        if older is not None:
+            previous.append(str(older.relative_to(VERSIONS_DIR)))
+    run(op, previous, role=role)
 
 
-def rehash(revision_file: Path) -> None:
-    """Rewrite the recorded hashes of an unreleased revision from the files as they are now, except for
-    files that a later revision (a higher-numbered file beside it) reloads: that one records them."""
-    later = {
-        match[2]
-        for other in revision_file.parent.glob("*.py")
-        if other.name > revision_file.name
-        for match in map(_ENTRY.match, other.read_text().splitlines())
-        if match
-    }
-    out = []
-    for line in revision_file.read_text().splitlines(keepends=True):
-        match = _ENTRY.match(line)
-        if match and match[2] not in later:
-            line = f'{match[1]}"{match[2]}": "{sha256_of(DB_DIR / match[2])}",\n'
-        out.append(line)
-    revision_file.write_text("".join(out))
+def changed_functions() -> list[Path]:
+    """Function files that differ from their newest frozen copy, or have none."""
+    changed = []
+    for path in function_files():
+        copy = latest_frozen(str(path.relative_to(FUNCTIONS_DIR)))
+        if copy is None or copy.read_bytes() != path.read_bytes():
+            changed.append(path)
+    return changed
+
+
+def freeze(revision: str, paths: list[Path]) -> list[Path]:
+    """Copy function files into a revision's frozen folder; returns the copies."""
+    copies = []
+    for path in paths:
+        relative = path.resolve().relative_to(FUNCTIONS_DIR)
+        copy = VERSIONS_DIR / revision / "functions" / relative
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, copy)
+        copies.append(copy)
+    return copies
 
 
 def _main(argv: list[str]) -> None:
-    if argv[:1] == ["--rehash"]:
-        for arg in argv[1:]:
-            rehash(Path(arg))
-        return
-    for arg in argv:
-        path = Path(arg).resolve()
-        print(f'    "{path.relative_to(DB_DIR)}": "{sha256_of(path)}",')
+    if len(argv) < 2 or argv[0] != "freeze":
+        raise SystemExit(
+            "usage: python -m app.sqlfiles freeze NNNN_name [db/functions/...sql ...]\n"
+            "copies the named function files (default: every one changed since its newest frozen copy)\n"
+            "into db/migrations/versions/NNNN_name/functions/"
+        )
+    revision, files = argv[1], [Path(a) for a in argv[2:]]
+    for copy in freeze(revision, files or changed_functions()):
+        print(copy.relative_to(DB_DIR.parent))
 
 
 if __name__ == "__main__":

@@ -14,13 +14,17 @@ down_revision = ${repr(down_revision)}
 branch_labels = None
 depends_on = None
 
-# Function files this revision (re)loads, with their sha256 (python -m app.sqlfiles FILE...).
-FUNCTION_FILES: dict[str, str] = {}
+# The SQL this revision runs is frozen in the folder beside it, NNNN_name/: its own statements, and the
+# function files it (re)loads under functions/ (`python -m app.sqlfiles freeze NNNN_name` copies them).
+# Change db/schema.sql in the same commit: the migrated database must equal the declared one.
+REVISION = "NNNN_name"
 
 
 def upgrade() -> None:
-    sqlfiles.load_files(op, list(FUNCTION_FILES))
+    sqlfiles.run(op, [f"{REVISION}/upgrade.sql"])
+    sqlfiles.run(op, sqlfiles.frozen_functions(REVISION), role="hearth_owner")
 
 
 def downgrade() -> None:
-    raise NotImplementedError("write the downgrade of this revision")
+    sqlfiles.reload_previous(op, REVISION, role="hearth_owner")
+    sqlfiles.run(op, [f"{REVISION}/downgrade.sql"])

@@ -1,24 +1,20 @@
-"""Migrations: upgrade, downgrade, re-upgrade; recorded file hashes; offline SQL; nothing in public."""
+"""Migrations: they build the declared schema; up, down, up; offline SQL; nothing in public."""
 
 from __future__ import annotations
 
+import difflib
 import subprocess
 import sys
 from pathlib import Path
 
 import psycopg
 import pytest
-from alembic.script import ScriptDirectory
 
 from app import migrate, sqlfiles
+from app.cluster import DEFAULT_PG_BIN as PG_BIN
 from tests.pg import PgServer
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _revisions_oldest_first() -> list[object]:
-    script = ScriptDirectory.from_config(migrate.alembic_config("postgresql://unused"))
-    return list(reversed(list(script.walk_revisions())))
 
 
 def _api_snapshot(url: str) -> dict[str, str]:
@@ -40,19 +36,58 @@ def empty_db(pg: PgServer) -> str:
     return pg.url(name)
 
 
-def test_every_function_file_is_loaded_with_its_current_hash() -> None:
-    latest: dict[str, str] = {}
-    for revision in _revisions_oldest_first():
-        latest.update(getattr(revision.module, "FUNCTION_FILES", {}))  # type: ignore[attr-defined]
-    files = {
-        str(path.relative_to(sqlfiles.DB_DIR)): sqlfiles.sha256_of(path) for path in sqlfiles.function_files()
-    }
-    assert set(files) - set(latest) == set(), "function files that no revision loads"
-    stale = sorted(rel for rel, digest in files.items() if latest.get(rel) != digest)
-    assert stale == [], (
-        "these files changed since the last revision that loads them; add a revision that reloads them: "
-        f"{stale}"
+def _fresh(pg: PgServer, name: str) -> str:
+    with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return pg.url(name)
+
+
+def _drop(pg: PgServer, name: str) -> None:
+    with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _dump(url: str, *args: str) -> str:
+    result = subprocess.run(
+        [str(PG_BIN / "pg_dump"), "--no-sync", *args, url], capture_output=True, text=True, check=True
     )
+    # pg_dump's \restrict lines carry a random key per dump.
+    return "".join(line for line in result.stdout.splitlines(keepends=True) if "restrict " not in line)
+
+
+def _schema(url: str) -> str:
+    """pg_dump's view of a database: schema (owners, grants, comments included) and the settings rows."""
+    schema = _dump(url, "--schema-only", "--exclude-schema=hearth_migrations")
+    settings = _dump(url, "--data-only", "--table=hearth_data.settings")
+    return schema + settings
+
+
+def test_migrations_build_the_declared_schema(pg: PgServer) -> None:
+    """procrastinate's check: a database migrated to head equals one built from db/schema.sql and the
+    function files as they are now. A function file changed without a revision that carries its new
+    text, or a revision without the same change in db/schema.sql, fails here."""
+    migrated, declared = "hearth_schema_migrated", "hearth_schema_declared"
+    try:
+        migrate.upgrade(_fresh(pg, migrated), cron=False)
+        with psycopg.connect(_fresh(pg, declared), autocommit=True) as conn:
+            conn.execute("SET check_function_bodies = off")
+            for path in [sqlfiles.SCHEMA_FILE, *sqlfiles.function_files()]:
+                conn.execute(path.read_text())  # type: ignore[arg-type]
+        got, want = _schema(pg.url(migrated)), _schema(pg.url(declared))
+        diff = "".join(
+            difflib.unified_diff(
+                want.splitlines(keepends=True), got.splitlines(keepends=True), "declared", "migrated", n=2
+            )
+        )
+        assert not diff, (
+            "the migrated database differs from db/schema.sql + db/functions (a function changed without "
+            "`python -m app.sqlfiles freeze NNNN_name`, or a revision without its db/schema.sql change):\n"
+            + diff[:6000]
+        )
+    finally:
+        _drop(pg, migrated)
+        _drop(pg, declared)
 
 
 def test_upgrade_downgrade_upgrade(empty_db: str, pg: PgServer) -> None:
@@ -75,17 +110,6 @@ def test_upgrade_downgrade_upgrade(empty_db: str, pg: PgServer) -> None:
     migrate.upgrade(empty_db)
     migrate.upgrade(empty_db)  # a second upgrade is a no-op
     assert _api_snapshot(empty_db) == installed
-
-
-def test_installed_functions_match_the_files(db_url: str) -> None:
-    """Re-running every function file over a database at head changes no definition."""
-    before = _api_snapshot(db_url)
-    with psycopg.connect(db_url) as conn:
-        conn.execute("SET check_function_bodies = off")
-        for path in sqlfiles.function_files():
-            conn.execute(path.read_text())  # type: ignore[arg-type]
-        conn.commit()
-    assert _api_snapshot(db_url) == before
 
 
 def test_nothing_in_public(db_url: str) -> None:

@@ -1,0 +1,218 @@
+-- Hearth's schema as it is at head: roles, schemas, tables, indexes, grants. The functions are the files
+-- under db/functions/. Nothing runs this file to install Hearth (the migrations do); the test suite builds
+-- a database from it and the function files and compares it with a migrated one, so it must say exactly
+-- what the migrations leave behind (a revision changes this file in the same commit).
+--
+-- Lock discipline (every function follows it, so no two of them deadlock):
+--  1. Interactive calls (join, leave, post_message, relay_signal) wait for at most one session row,
+--     then touch only rows of that session.
+--  2. touch() locks presence rows in participant_id order and takes session rows only with SKIP LOCKED.
+--  3. Periodic calls (expire, sweep, cleanup) take session and identity rows with SKIP LOCKED, then lock
+--     the presence rows of what they took in participant_id order. What they skip, the next run does.
+
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hearth_app') THEN
+        CREATE ROLE hearth_app NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hearth_admin') THEN
+        CREATE ROLE hearth_admin NOLOGIN;
+    END IF;
+END
+$$;
+GRANT hearth_app TO hearth_admin;
+
+CREATE SCHEMA hearth;
+CREATE SCHEMA hearth_data;
+COMMENT ON SCHEMA hearth IS 'Hearth SQL API: functions only. Tables live in hearth_data.';
+COMMENT ON SCHEMA hearth_data IS 'Hearth private state: tables, triggers, helpers. Not for the app.';
+
+REVOKE ALL ON SCHEMA hearth, hearth_data FROM PUBLIC;
+GRANT USAGE ON SCHEMA hearth TO hearth_app, hearth_admin;
+GRANT USAGE ON SCHEMA hearth_data TO hearth_admin;
+ALTER DEFAULT PRIVILEGES IN SCHEMA hearth REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES IN SCHEMA hearth_data REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES IN SCHEMA hearth_data GRANT SELECT ON TABLES TO hearth_admin;
+
+CREATE TABLE hearth_data.settings (
+    key         text PRIMARY KEY,
+    value       text NOT NULL,
+    value_type  text NOT NULL CHECK (value_type IN ('interval', 'integer')),
+    description text NOT NULL
+);
+
+INSERT INTO hearth_data.settings (key, value, value_type, description) VALUES
+    ('session_idle_timeout',  '1 hour',     'interval', 'a session with no participant activity for this long is expired'),
+    ('presence_timeout',      '90 seconds', 'interval', 'a participant with no heartbeat for this long has left'),
+    ('heartbeat_interval',    '30 seconds', 'interval', 'how often clients are told to send a heartbeat'),
+    ('identity_idle_timeout', '30 minutes', 'interval', 'anonymous identities inactive this long are deleted'),
+    ('pairing_ttl',           '10 minutes', 'interval', 'a display''s code is valid this long unless paired'),
+    ('event_retention',       '1 hour',     'interval', 'events older than this may be pruned'),
+    ('pairing_max_failures',  '10',         'integer',  'failed code attempts per client key per 10 minutes'),
+    ('rematch_cooldown',      '10 minutes', 'interval', 'identities that skipped each other are not re-matched for this long');
+
+CREATE TABLE hearth_data.identities (
+    identity_id      uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    external_id      text UNIQUE,
+    display_name     text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    -- Direct API activity only; presence and participation count as activity too (see cleanup).
+    last_active_at   timestamptz NOT NULL DEFAULT now(),
+    -- Sequence of the identity's own event stream (match.found, match.ended).
+    event_seq        bigint NOT NULL DEFAULT 0,
+    match_state      text NOT NULL DEFAULT 'idle' CHECK (match_state IN ('idle', 'waiting', 'connecting', 'in_call')),
+    queued_at        timestamptz,
+    match_session_id uuid
+) WITH (fillfactor = 90);
+
+CREATE INDEX identities_anonymous_last_active_idx
+    ON hearth_data.identities (last_active_at) WHERE external_id IS NULL;
+-- match_waiting: the queue, oldest first.
+CREATE INDEX identities_queue_idx ON hearth_data.identities (queued_at, identity_id) WHERE match_state = 'waiting';
+
+CREATE TABLE hearth_data.sessions (
+    session_id       uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    kind             text NOT NULL CHECK (kind IN ('room', 'pairing', 'match')),
+    name             text,
+    code             text NOT NULL,
+    status           text NOT NULL DEFAULT 'waiting' CHECK (status IN ('waiting', 'active', 'expired', 'ended')),
+    max_participants integer,
+    -- NULL: follow the session_idle_timeout setting.
+    idle_timeout     interval,
+    expires_at       timestamptz,
+    metadata         jsonb NOT NULL DEFAULT '{}',
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    last_activity_at timestamptz NOT NULL DEFAULT now(),
+    -- last_activity_at + effective idle timeout, kept by trigger sessions_idle_deadline.
+    idle_deadline    timestamptz NOT NULL,
+    due_at           timestamptz GENERATED ALWAYS AS (LEAST(idle_deadline, expires_at)) STORED,
+    closed_at        timestamptz,
+    close_reason     text,
+    event_seq        bigint NOT NULL DEFAULT 0
+) WITH (fillfactor = 80);
+
+-- Codes are unique among open sessions only; a closed session's code may be reused.
+CREATE UNIQUE INDEX sessions_open_code_key
+    ON hearth_data.sessions (code) WHERE status IN ('waiting', 'active');
+-- expire_sessions and check_session_expiry: open sessions by their next deadline.
+CREATE INDEX sessions_open_due_idx
+    ON hearth_data.sessions (due_at) WHERE status IN ('waiting', 'active');
+-- cleanup_inactive_sessions with an explicit p_max_idle.
+CREATE INDEX sessions_open_last_activity_idx
+    ON hearth_data.sessions (last_activity_at) WHERE status IN ('waiting', 'active');
+-- cleanup_inactive_sessions: closed sessions waiting to be deleted.
+CREATE INDEX sessions_closed_idx
+    ON hearth_data.sessions (closed_at) WHERE status IN ('expired', 'ended');
+-- pair_controller: codes of pairing sessions, newest first, closed ones included (HT410, not HT404).
+CREATE INDEX sessions_pairing_code_idx ON hearth_data.sessions (code, created_at) WHERE kind = 'pairing';
+
+CREATE TABLE hearth_data.participants (
+    participant_id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    session_id     uuid NOT NULL REFERENCES hearth_data.sessions ON DELETE CASCADE,
+    identity_id    uuid NOT NULL REFERENCES hearth_data.identities ON DELETE CASCADE,
+    role           text NOT NULL,
+    joined_at      timestamptz NOT NULL,
+    left_at        timestamptz,
+    leave_reason   text
+);
+
+-- One present participant per identity and session: joining again returns it.
+CREATE UNIQUE INDEX participants_present_key
+    ON hearth_data.participants (session_id, identity_id) WHERE left_at IS NULL;
+CREATE INDEX participants_session_idx ON hearth_data.participants (session_id);
+CREATE INDEX participants_identity_idx ON hearth_data.participants (identity_id);
+
+-- The heartbeat table: a row per present participant, narrow, and no index on last_seen_at, so that
+-- touch() is a HOT update. sweep_presence scans it.
+CREATE TABLE hearth_data.presence (
+    participant_id uuid PRIMARY KEY REFERENCES hearth_data.participants ON DELETE CASCADE,
+    session_id     uuid NOT NULL,
+    last_seen_at   timestamptz NOT NULL
+) WITH (fillfactor = 70);
+
+CREATE INDEX presence_session_idx ON hearth_data.presence (session_id);
+
+-- Events of session streams (scope 'session') and identity streams (scope 'identity'), keyed by the
+-- stream's id and a per-stream sequence number allocated under the stream row's lock (commit order).
+CREATE TABLE hearth_data.events (
+    stream_id  uuid NOT NULL,
+    seq        bigint NOT NULL,
+    scope      text NOT NULL CHECK (scope IN ('session', 'identity')),
+    type       text NOT NULL,
+    payload    jsonb NOT NULL,
+    created_at timestamptz NOT NULL,
+    PRIMARY KEY (stream_id, seq)
+);
+
+CREATE INDEX events_created_at_idx ON hearth_data.events (created_at);
+
+-- Failed pairing code attempts per client key, for rate limiting.
+CREATE TABLE hearth_data.pairing_failures (
+    client_key text NOT NULL,
+    failed_at  timestamptz NOT NULL
+);
+CREATE INDEX pairing_failures_key_idx ON hearth_data.pairing_failures (client_key, failed_at);
+CREATE INDEX pairing_failures_failed_at_idx ON hearth_data.pairing_failures (failed_at);
+
+-- 1:1 matches: the match session, its two identities, its LiveKit room and what LiveKit's webhooks said
+-- of each side.
+CREATE TABLE hearth_data.matches (
+    session_id      uuid PRIMARY KEY REFERENCES hearth_data.sessions ON DELETE CASCADE,
+    identity_a      uuid NOT NULL,
+    identity_b      uuid NOT NULL,
+    room            text NOT NULL UNIQUE,
+    room_state      text NOT NULL DEFAULT 'pending' CHECK (room_state IN ('pending', 'created', 'failed', 'deleted')),
+    room_created_at timestamptz,
+    created_at      timestamptz NOT NULL,
+    -- What LiveKit's webhooks said of each side: a leave of an older participant sid, or older than what
+    -- is known, is ignored.
+    a_joined_at     timestamptz,
+    a_left_at       timestamptz,
+    a_seen_at       timestamptz,
+    a_sid           text,  -- LiveKit participant sid of the side's newest join
+    b_joined_at     timestamptz,
+    b_left_at       timestamptz,
+    b_seen_at       timestamptz,
+    b_sid           text,
+    ended_at        timestamptz,
+    end_action      text,
+    ended_by        uuid,
+    CHECK (identity_a <> identity_b)
+);
+CREATE INDEX matches_open_idx ON hearth_data.matches (created_at) WHERE ended_at IS NULL;
+
+-- Two identities that skipped each other, kept apart until `until`. identity_low < identity_high.
+CREATE TABLE hearth_data.match_cooldowns (
+    identity_low  uuid NOT NULL,
+    identity_high uuid NOT NULL,
+    until         timestamptz NOT NULL,
+    PRIMARY KEY (identity_low, identity_high)
+);
+CREATE INDEX match_cooldowns_until_idx ON hearth_data.match_cooldowns (until);
+
+-- The outbox: LiveKit calls to make. Workers claim due jobs with SKIP LOCKED and a lease.
+CREATE TABLE hearth_data.livekit_jobs (
+    job_id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind         text NOT NULL CHECK (kind IN ('create_room', 'delete_room')),
+    room         text NOT NULL,
+    session_id   uuid,
+    attempts     integer NOT NULL DEFAULT 0,
+    run_at       timestamptz NOT NULL,
+    leased_until timestamptz,
+    last_error   text,
+    created_at   timestamptz NOT NULL
+);
+CREATE INDEX livekit_jobs_run_at_idx ON hearth_data.livekit_jobs (run_at);
+
+-- LiveKit's webhook events, kept for idempotency.
+CREATE TABLE hearth_data.livekit_events (
+    event_id    text PRIMARY KEY,
+    event       text NOT NULL,
+    room        text,
+    identity    text,
+    created_at  timestamptz,
+    received_at timestamptz NOT NULL
+);
+CREATE INDEX livekit_events_received_at_idx ON hearth_data.livekit_events (received_at);
+
+GRANT SELECT ON ALL TABLES IN SCHEMA hearth_data TO hearth_admin;
