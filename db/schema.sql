@@ -1,5 +1,5 @@
 -- Hearth's schema as it is at head: roles, schemas, tables, indexes, grants. The functions are the files
--- under db/functions/. Nothing runs this file to install Hearth (the migrations do); the test suite builds
+-- under db/functions/, loaded as hearth_owner. Nothing runs this file to install Hearth (the migrations do); the test suite builds
 -- a database from it and the function files and compares it with a migrated one, so it must say exactly
 -- what the migrations leave behind (a revision changes this file in the same commit).
 --
@@ -10,6 +10,10 @@
 --  3. Periodic calls (expire, sweep, cleanup) take session and identity rows with SKIP LOCKED, then lock
 --     the presence rows of what they took in participant_id order. What they skip, the next run does.
 
+-- Roles: hearth_app (the app: EXECUTE on the API), hearth_admin (DBAs: also SELECT on hearth_data, and
+-- set_setting), hearth_owner (owns everything below; NOLOGIN, no superuser, member of nothing, so a
+-- SECURITY DEFINER function runs with Hearth's rights only). A migrating role that is not a superuser
+-- becomes a member of hearth_owner, and creates Hearth's objects as that role.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hearth_app') THEN
@@ -18,21 +22,44 @@ BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hearth_admin') THEN
         CREATE ROLE hearth_admin NOLOGIN;
     END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hearth_owner') THEN
+        CREATE ROLE hearth_owner NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+    END IF;
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+       AND NOT pg_has_role('hearth_owner', 'MEMBER') THEN
+        EXECUTE format('GRANT hearth_owner TO %I', current_user);
+    END IF;
 END
 $$;
 GRANT hearth_app TO hearth_admin;
 
-CREATE SCHEMA hearth;
-CREATE SCHEMA hearth_data;
+-- Hearth's database itself: PUBLIC loses TEMP (no temporary objects to shadow a function's types with).
+-- Only the database's owner (or a superuser) may revoke it; otherwise the operator is told what to run.
+DO $$
+DECLARE
+    v_statements text := format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC;', current_database());
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+       OR pg_has_role((SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE') THEN
+        EXECUTE v_statements;
+    ELSE
+        RAISE NOTICE 'Hearth: only the owner of database % may revoke what PUBLIC holds on it. Run as its owner: %',
+            current_database(), v_statements;
+    END IF;
+END
+$$;
+
+CREATE SCHEMA hearth AUTHORIZATION hearth_owner;
+CREATE SCHEMA hearth_data AUTHORIZATION hearth_owner;
+SET ROLE hearth_owner;
 COMMENT ON SCHEMA hearth IS 'Hearth SQL API: functions only. Tables live in hearth_data.';
 COMMENT ON SCHEMA hearth_data IS 'Hearth private state: tables, triggers, helpers. Not for the app.';
 
 REVOKE ALL ON SCHEMA hearth, hearth_data FROM PUBLIC;
 GRANT USAGE ON SCHEMA hearth TO hearth_app, hearth_admin;
 GRANT USAGE ON SCHEMA hearth_data TO hearth_admin;
-ALTER DEFAULT PRIVILEGES IN SCHEMA hearth REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
-ALTER DEFAULT PRIVILEGES IN SCHEMA hearth_data REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
-ALTER DEFAULT PRIVILEGES IN SCHEMA hearth_data GRANT SELECT ON TABLES TO hearth_admin;
+ALTER DEFAULT PRIVILEGES FOR ROLE hearth_owner REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES FOR ROLE hearth_owner IN SCHEMA hearth_data GRANT SELECT ON TABLES TO hearth_admin;
 
 CREATE TABLE hearth_data.settings (
     key         text PRIMARY KEY,
@@ -216,3 +243,4 @@ CREATE TABLE hearth_data.livekit_events (
 CREATE INDEX livekit_events_received_at_idx ON hearth_data.livekit_events (received_at);
 
 GRANT SELECT ON ALL TABLES IN SCHEMA hearth_data TO hearth_admin;
+RESET ROLE;

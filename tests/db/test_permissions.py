@@ -117,14 +117,14 @@ async def test_a_role_without_grants_gets_nothing(admin: asyncpg.Connection) -> 
         await admin.execute(f"DROP ROLE {role}")
 
 
-async def test_api_functions_are_security_definer_with_empty_search_path_and_documented(
+async def test_api_functions_are_security_definer_with_a_safe_search_path_and_documented(
     admin: asyncpg.Connection,
 ) -> None:
     functions = await _functions(admin, "hearth")
     for f in functions:
         assert f["prokind"] == "f", f["signature"]
         assert f["prosecdef"] is True, f["signature"]
-        assert f["proconfig"] == ['search_path=""'], f["signature"]
+        assert f["proconfig"] == ["search_path=pg_catalog, pg_temp"], f["signature"]
         assert f["comment"] and len(f["comment"]) > 20, f["signature"]
 
 

@@ -9,7 +9,7 @@ CREATE OR REPLACE FUNCTION hearth.claim_livekit_jobs(
 RETURNS TABLE (job_id bigint, kind text, room text, session_id uuid, attempts integer)
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN

@@ -12,7 +12,7 @@ CREATE OR REPLACE FUNCTION hearth.cleanup_inactive_sessions(
 RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_deleted integer;

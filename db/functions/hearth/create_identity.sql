@@ -7,7 +7,7 @@ CREATE OR REPLACE FUNCTION hearth.create_identity(
 RETURNS uuid
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_identity_id uuid;

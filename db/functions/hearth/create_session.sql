@@ -12,7 +12,7 @@ CREATE OR REPLACE FUNCTION hearth.create_session(
 RETURNS TABLE (session_id uuid, code text, expires_at timestamptz)
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE

@@ -9,7 +9,7 @@ CREATE OR REPLACE FUNCTION hearth.end_abandoned_matches(
 RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_match record;

@@ -6,7 +6,7 @@ CREATE OR REPLACE FUNCTION hearth.end_match(p_session_id uuid, p_by uuid, p_acti
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_match hearth_data.matches%ROWTYPE;

@@ -11,7 +11,7 @@ RETURNS TABLE (seq bigint, type text, payload jsonb, created_at timestamptz)
 LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN

@@ -6,7 +6,7 @@ CREATE OR REPLACE FUNCTION hearth.expire_sessions(p_now timestamptz DEFAULT now(
 RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_ids uuid[];

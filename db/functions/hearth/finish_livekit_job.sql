@@ -12,7 +12,7 @@ CREATE OR REPLACE FUNCTION hearth.finish_livekit_job(
 RETURNS text
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_job hearth_data.livekit_jobs%ROWTYPE;

@@ -12,7 +12,7 @@ CREATE OR REPLACE FUNCTION hearth.join_session(
 RETURNS uuid
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_session hearth_data.sessions%ROWTYPE;

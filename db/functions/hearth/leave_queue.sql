@@ -4,7 +4,7 @@ CREATE OR REPLACE FUNCTION hearth.leave_queue(p_identity_id uuid)
 RETURNS text
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_state text;

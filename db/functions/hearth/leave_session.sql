@@ -9,7 +9,7 @@ CREATE OR REPLACE FUNCTION hearth.leave_session(
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_session_id uuid;

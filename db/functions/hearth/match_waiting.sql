@@ -8,7 +8,7 @@ CREATE OR REPLACE FUNCTION hearth.match_waiting(p_limit integer DEFAULT 100)
 RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_now timestamptz := now();

@@ -13,7 +13,7 @@ CREATE OR REPLACE FUNCTION hearth.pair_controller(
 RETURNS TABLE (session_id uuid, participant_id uuid)
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE

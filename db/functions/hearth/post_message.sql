@@ -5,7 +5,7 @@ CREATE OR REPLACE FUNCTION hearth.post_message(p_participant_id uuid, p_body jso
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_session_id uuid;

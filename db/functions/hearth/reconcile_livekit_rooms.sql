@@ -10,7 +10,7 @@ CREATE OR REPLACE FUNCTION hearth.reconcile_livekit_rooms(
 RETURNS TABLE (room text)
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE

@@ -12,7 +12,7 @@ CREATE OR REPLACE FUNCTION hearth.record_livekit_event(
 RETURNS boolean
 LANGUAGE sql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT hearth.record_livekit_participant_event(p_event_id, p_event, p_room, p_identity, NULL, p_created_at);
 $$;

@@ -16,7 +16,7 @@ CREATE OR REPLACE FUNCTION hearth.record_livekit_participant_event(
 RETURNS boolean
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_match hearth_data.matches%ROWTYPE;

@@ -8,7 +8,7 @@ CREATE OR REPLACE FUNCTION hearth.register_display(
 RETURNS TABLE (session_id uuid, code text, participant_id uuid, expires_at timestamptz)
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE

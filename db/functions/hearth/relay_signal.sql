@@ -7,7 +7,7 @@ CREATE OR REPLACE FUNCTION hearth.relay_signal(p_from uuid, p_to uuid, p_kind te
 RETURNS bigint
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_session_id uuid;

@@ -5,7 +5,7 @@ CREATE OR REPLACE FUNCTION hearth.set_setting(p_key text, p_value text)
 RETURNS text
 LANGUAGE plpgsql
 SECURITY DEFINER
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_type text;

@@ -10,7 +10,7 @@ CREATE OR REPLACE FUNCTION hearth_data.cleanup_sessions_batch(
 )
 RETURNS integer
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_closed uuid[];

@@ -9,7 +9,7 @@ CREATE OR REPLACE FUNCTION hearth_data.close_session(
 )
 RETURNS boolean
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     UPDATE hearth_data.sessions

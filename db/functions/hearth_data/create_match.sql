@@ -4,7 +4,7 @@
 CREATE OR REPLACE FUNCTION hearth_data.create_match(p_a uuid, p_b uuid, p_now timestamptz)
 RETURNS uuid
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_session_id uuid;

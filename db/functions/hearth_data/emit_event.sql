@@ -14,7 +14,7 @@ CREATE OR REPLACE FUNCTION hearth_data.emit_event(
 )
 RETURNS bigint
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_seq bigint;

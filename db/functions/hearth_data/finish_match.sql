@@ -12,7 +12,7 @@ CREATE OR REPLACE FUNCTION hearth_data.finish_match(
 )
 RETURNS void
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_match hearth_data.matches%ROWTYPE;

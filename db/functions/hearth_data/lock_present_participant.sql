@@ -4,7 +4,7 @@
 CREATE OR REPLACE FUNCTION hearth_data.lock_present_participant(p_participant_id uuid, p_now timestamptz)
 RETURNS uuid
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_session_id uuid;

@@ -5,7 +5,7 @@ CREATE OR REPLACE FUNCTION hearth_data.new_code()
 RETURNS text
 LANGUAGE plpgsql
 VOLATILE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     c_alphabet constant text := '23456789ABCDEFGHJKMNPQRSTUVWXYZ';

@@ -11,7 +11,7 @@ CREATE OR REPLACE FUNCTION hearth_data.remove_participant(
 )
 RETURNS boolean
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_session_id uuid;

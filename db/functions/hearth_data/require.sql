@@ -4,7 +4,7 @@ CREATE OR REPLACE FUNCTION hearth_data.require(p_condition boolean, p_message te
 RETURNS void
 LANGUAGE plpgsql
 IMMUTABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     IF p_condition IS NOT TRUE THEN

@@ -3,7 +3,7 @@
 CREATE OR REPLACE FUNCTION hearth_data.sessions_idle_deadline()
 RETURNS trigger
 LANGUAGE plpgsql
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     NEW.idle_deadline := NEW.last_activity_at

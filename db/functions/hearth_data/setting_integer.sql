@@ -3,7 +3,7 @@ CREATE OR REPLACE FUNCTION hearth_data.setting_integer(p_key text)
 RETURNS integer
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_value text;

@@ -3,7 +3,7 @@ CREATE OR REPLACE FUNCTION hearth_data.setting_interval(p_key text)
 RETURNS interval
 LANGUAGE plpgsql
 STABLE
-SET search_path = ''
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_value text;

@@ -1,0 +1,42 @@
+-- reconcile_livekit_rooms: compares the match rooms LiveKit listed at p_listed_at (names starting with
+-- 'hearth-match-'; other rooms are not the reconciler's business) with Hearth's matches. Returns the rooms to delete:
+-- those Hearth does not know or whose match has ended. Open matches whose room was created more than
+-- p_margin before the listing but is missing from it are ended (action vanished: both wait again).
+CREATE OR REPLACE FUNCTION hearth.reconcile_livekit_rooms(
+    p_rooms text[],
+    p_listed_at timestamptz DEFAULT now(),
+    p_margin interval DEFAULT '5 seconds'
+)
+RETURNS TABLE (room text)
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+#variable_conflict use_column
+DECLARE
+    v_session_id uuid;
+BEGIN
+    PERFORM hearth_data.require(p_rooms IS NOT NULL, 'p_rooms must not be null');
+    PERFORM hearth_data.require(p_listed_at IS NOT NULL, 'p_listed_at must not be null');
+    PERFORM hearth_data.require(p_margin >= interval '0', 'p_margin must not be negative');
+    FOR v_session_id IN
+        SELECT m.session_id FROM hearth_data.matches m
+         WHERE m.ended_at IS NULL AND m.room_state = 'created'
+           AND m.room_created_at < p_listed_at - p_margin
+           AND NOT m.room = ANY (p_rooms)
+         ORDER BY m.session_id
+           FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM hearth_data.finish_match(v_session_id, NULL, 'vanished', now());
+    END LOOP;
+    RETURN QUERY
+    SELECT r FROM unnest(p_rooms) AS r
+     WHERE r LIKE 'hearth-match-%'
+       AND NOT EXISTS (SELECT FROM hearth_data.matches m WHERE m.room = r AND m.ended_at IS NULL);
+END
+$$;
+
+COMMENT ON FUNCTION hearth.reconcile_livekit_rooms(text[], timestamptz, interval) IS
+    'Given LiveKit''s room list: returns Hearth rooms to delete (unknown or ended) and ends matches whose room vanished.';
+REVOKE ALL ON FUNCTION hearth.reconcile_livekit_rooms(text[], timestamptz, interval) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hearth.reconcile_livekit_rooms(text[], timestamptz, interval) TO hearth_app;

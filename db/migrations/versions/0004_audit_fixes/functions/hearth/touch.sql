@@ -1,0 +1,54 @@
+-- touch: batched heartbeat. Refreshes last_seen_at of every listed participant that is present and
+-- returns how many were. Emits no event. A session's activity time is written at most about once a
+-- minute (every quarter of the idle timeout when that is shorter than four minutes), only while the
+-- session is not yet due, and only when no one else holds the session row.
+-- Presence rows are locked in participant_id order, so concurrent batches from several instances
+-- cannot deadlock. presence.last_seen_at has no index: these are HOT updates.
+-- HT400 for a null array, more than 10,000 ids, or a null p_now.
+CREATE OR REPLACE FUNCTION hearth.touch(
+    p_participant_ids uuid[],
+    p_now timestamptz DEFAULT now()
+)
+RETURNS integer
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_count integer;
+BEGIN
+    IF p_participant_ids IS NULL OR p_now IS NULL OR cardinality(p_participant_ids) > 10000 THEN
+        PERFORM hearth_data.require(p_participant_ids IS NOT NULL, 'p_participant_ids must not be null');
+        PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+        PERFORM hearth_data.require(false, 'at most 10000 participant ids per call');
+    END IF;
+
+    WITH seen AS (
+        UPDATE hearth_data.presence p
+           SET last_seen_at = p_now
+          FROM (SELECT DISTINCT u.id FROM unnest(p_participant_ids) AS u(id) WHERE u.id IS NOT NULL
+                ORDER BY u.id) AS ids
+         WHERE p.participant_id = ids.id
+        RETURNING p.session_id
+    ), refreshed AS (
+        UPDATE hearth_data.sessions s
+           SET last_activity_at = p_now
+         WHERE s.session_id IN (
+               SELECT s2.session_id FROM hearth_data.sessions s2
+                WHERE s2.session_id IN (SELECT DISTINCT seen.session_id FROM seen)
+                  AND s2.status IN ('waiting', 'active')
+                  AND s2.due_at > p_now  -- a late heartbeat does not bring a due session back
+                  AND s2.last_activity_at
+                      < p_now - LEAST(interval '1 minute', (s2.idle_deadline - s2.last_activity_at) / 4)
+                FOR UPDATE SKIP LOCKED)
+        RETURNING 1
+    )
+    SELECT count(*) INTO v_count FROM seen;
+    RETURN v_count;
+END
+$$;
+
+COMMENT ON FUNCTION hearth.touch(uuid[], timestamptz) IS
+    'Batched heartbeat for many participants; returns how many were present. No events; HOT updates.';
+REVOKE ALL ON FUNCTION hearth.touch(uuid[], timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION hearth.touch(uuid[], timestamptz) TO hearth_app;

@@ -1,0 +1,70 @@
+-- cleanup_sessions_batch: deletes up to p_batch sessions that are ended, expired, or inactive (open and
+-- idle for p_max_idle, or when that is null, due by their own idle timeout or TTL), with their
+-- participants, presence and events. Open ones get session.expired first. Returns how many it deleted.
+-- One batch is one unit of locking: hearth.cleanup_inactive_sessions loops it in one transaction,
+-- hearth_data.run_cleanup_inactive_sessions (the pg_cron job) commits after each.
+CREATE OR REPLACE FUNCTION hearth_data.cleanup_sessions_batch(
+    p_max_idle interval,
+    p_batch integer,
+    p_now timestamptz
+)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_closed uuid[];
+    v_open uuid[];
+    v_all uuid[];
+    v_session record;
+BEGIN
+    v_closed := ARRAY(
+        SELECT s.session_id FROM hearth_data.sessions s
+         WHERE s.status IN ('expired', 'ended')
+         ORDER BY s.closed_at  -- walk sessions_closed_idx: stale statistics must not make this a seq scan
+         LIMIT p_batch
+           FOR UPDATE SKIP LOCKED);
+    IF cardinality(v_closed) < p_batch THEN
+        IF p_max_idle IS NULL THEN
+            v_open := ARRAY(
+                SELECT s.session_id FROM hearth_data.sessions s
+                 WHERE s.status IN ('waiting', 'active') AND s.due_at <= p_now
+                 ORDER BY s.due_at  -- sessions_open_due_idx, likewise
+                 LIMIT p_batch - cardinality(v_closed)
+                   FOR UPDATE SKIP LOCKED);
+        ELSE
+            v_open := ARRAY(
+                SELECT s.session_id FROM hearth_data.sessions s
+                 WHERE s.status IN ('waiting', 'active') AND s.last_activity_at <= p_now - p_max_idle
+                 ORDER BY s.last_activity_at  -- sessions_open_last_activity_idx, likewise
+                 LIMIT p_batch - cardinality(v_closed)
+                   FOR UPDATE SKIP LOCKED);
+        END IF;
+    ELSE
+        v_open := '{}';
+    END IF;
+    v_all := v_closed || v_open;
+    IF cardinality(v_all) = 0 THEN
+        RETURN 0;
+    END IF;
+
+    -- Presence rows in participant order, the order touch() locks in.
+    PERFORM FROM hearth_data.presence pr WHERE pr.session_id = ANY (v_open) ORDER BY pr.participant_id FOR UPDATE;
+    FOR v_session IN
+        SELECT s.session_id, s.expires_at FROM hearth_data.sessions s WHERE s.session_id = ANY (v_open)
+    LOOP
+        PERFORM hearth_data.close_session(v_session.session_id, 'expired',
+            CASE WHEN v_session.expires_at <= p_now THEN 'ttl' ELSE 'idle' END, p_now);
+    END LOOP;
+
+    DELETE FROM hearth_data.presence WHERE session_id = ANY (v_open);
+    DELETE FROM hearth_data.events WHERE stream_id = ANY (v_all);
+    DELETE FROM hearth_data.participants WHERE session_id = ANY (v_all);
+    DELETE FROM hearth_data.sessions WHERE session_id = ANY (v_all);
+    RETURN cardinality(v_all);
+END
+$$;
+
+COMMENT ON FUNCTION hearth_data.cleanup_sessions_batch(interval, integer, timestamptz)
+    IS 'One batch of cleanup_inactive_sessions: deletes up to p_batch closed or inactive sessions.';
+REVOKE ALL ON FUNCTION hearth_data.cleanup_sessions_batch(interval, integer, timestamptz) FROM PUBLIC;

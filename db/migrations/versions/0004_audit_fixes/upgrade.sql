@@ -1,0 +1,57 @@
+-- Hearth 0004, run by the migrating role before the functions are reloaded (as hearth_owner).
+--
+-- A dedicated owner: hearth_owner (NOLOGIN, no superuser, member of nothing) owns Hearth's schemas,
+-- tables, sequences and functions, so a SECURITY DEFINER function runs with Hearth's rights only, never a
+-- superuser's. The migrating role becomes a member of it when it is not a superuser: it creates Hearth's
+-- objects as that role (SET ROLE), and pg_cron jobs it owns keep their rights.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hearth_owner') THEN
+        CREATE ROLE hearth_owner NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+    END IF;
+    IF NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+       AND NOT pg_has_role('hearth_owner', 'MEMBER') THEN
+        EXECUTE format('GRANT hearth_owner TO %I', current_user);
+    END IF;
+END
+$$;
+
+ALTER SCHEMA hearth OWNER TO hearth_owner;
+ALTER SCHEMA hearth_data OWNER TO hearth_owner;
+DO $$
+DECLARE
+    v_statement text;
+BEGIN
+    FOR v_statement IN
+        SELECT format('ALTER TABLE %s OWNER TO hearth_owner', c.oid::regclass)
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname IN ('hearth', 'hearth_data') AND c.relkind IN ('r', 'p', 'v', 'm')
+        UNION ALL
+        SELECT format('ALTER %s %s OWNER TO hearth_owner',
+                      CASE p.prokind WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, p.oid::regprocedure)
+          FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname IN ('hearth', 'hearth_data')
+    LOOP
+        EXECUTE v_statement;
+    END LOOP;
+END
+$$;
+
+-- Default privileges follow the role that creates the objects: now hearth_owner. (Revision 0001's
+-- per-schema REVOKE EXECUTE FROM PUBLIC could not take effect: EXECUTE to PUBLIC is a global default.)
+DO $$
+DECLARE
+    v_role text;
+BEGIN
+    FOR v_role IN
+        SELECT DISTINCT pg_get_userbyid(d.defaclrole) FROM pg_default_acl d
+         WHERE d.defaclnamespace = 'hearth_data'::regnamespace AND d.defaclrole <> 'hearth_owner'::regrole
+           AND pg_has_role(d.defaclrole, 'MEMBER')
+    LOOP
+        EXECUTE format('ALTER DEFAULT PRIVILEGES FOR ROLE %I IN SCHEMA hearth_data REVOKE SELECT ON TABLES '
+                       'FROM hearth_admin', v_role);
+    END LOOP;
+END
+$$;
+ALTER DEFAULT PRIVILEGES FOR ROLE hearth_owner REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES FOR ROLE hearth_owner IN SCHEMA hearth_data GRANT SELECT ON TABLES TO hearth_admin;
