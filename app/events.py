@@ -1,16 +1,19 @@
-"""The instance's one LISTEN connection, and events as the relay sees them.
+"""The instance's one LISTEN connection, doorbells, and events as the relay sees them.
 
 The listener owns a dedicated asyncpg connection (a pooled one would be UNLISTENed on release). It
 runs a keepalive query, because a dead server is otherwise noticed only at the next query or TCP
 timeout, and reconnects with backoff. After every reconnect it LISTENs first and only then asks the
 hub to catch up from the events table: NOTIFY replays nothing.
+
+A notification on hearth_events is a doorbell, '<stream id> <seq>', never a frame: LISTEN/NOTIFY has no
+privileges, so anyone who can connect could NOTIFY. Frames are read from the events table
+(`hearth.event_frames`), so only events Hearth's functions wrote are ever delivered.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 from collections.abc import Callable
@@ -28,7 +31,7 @@ log = logging.getLogger("hearth.events")
 
 @dataclass(slots=True)
 class Event:
-    """One event of a stream: routing fields plus the client frame, encoded once."""
+    """One event of a stream: routing fields plus the client frame, encoded once (by the database)."""
 
     stream_id: str
     seq: int
@@ -36,48 +39,28 @@ class Event:
     to: str | None
     text: str
     identity: bool = False
-    ref: bool = False
-    at: str = ""
+    at: datetime | None = None
 
     @classmethod
-    def from_notify(cls, payload: str) -> Event:
-        frame = json.loads(payload)
-        session_id = frame.get("session_id")
-        stream = session_id or frame["identity_id"]
+    def from_row(cls, row: Any) -> Event:
+        """A row of hearth.event_frames."""
         return cls(
-            stream,
-            frame["seq"],
-            frame["type"],
-            frame.get("to"),
-            payload,
-            session_id is None,
-            bool(frame.get("ref")),
-            frame.get("at", ""),
+            str(row["stream_id"]),
+            row["seq"],
+            row["type"],
+            row["recipient"],
+            row["frame"],
+            row["identity"],
+            row["emitted_at"],
         )
 
-    @classmethod
-    def from_row(cls, stream_id: str, is_identity: bool, row: Any) -> Event:
-        payload: dict[str, Any] = dict(row["payload"])
-        frame: dict[str, Any] = {
-            **payload,
-            "type": row["type"],
-            "seq": row["seq"],
-            "session_id": None if is_identity else stream_id,
-            "at": _iso(row["created_at"]),
-        }
-        if is_identity:
-            frame["identity_id"] = stream_id
-        return cls(stream_id, row["seq"], row["type"], payload.get("to"), json.dumps(frame), is_identity)
 
-
-def _iso(value: datetime) -> str:
-    """As PostgreSQL writes a timestamptz in JSON (the NOTIFY frames, in UTC): no trailing zeros in the
-    fraction, so an event read from the table is the same text as when it was notified."""
-    text = value.isoformat()
-    if value.microsecond:
-        whole, _, rest = text.partition(".")
-        text = f"{whole}.{rest[:6].rstrip('0')}{rest[6:]}"
-    return text
+def parse_doorbell(payload: str) -> tuple[str, int] | None:
+    """'<stream id> <seq>' -> (stream id, seq); None for anything else (ignored)."""
+    stream, _, seq = payload.partition(" ")
+    if len(stream) != 36 or not (seq.isascii() and seq.isdigit()) or len(seq) > 18:
+        return None
+    return stream, int(seq)
 
 
 class Listener:

@@ -1,8 +1,15 @@
-"""Fan-out: each database event, parsed and encoded once, goes to the local subscribers of its stream.
+"""Fan-out: doorbells in, frames read from the events table out, each to the local subscribers of its stream.
+
+A doorbell ('<stream id> <seq>', see app.events) says a stream has news; it is not trusted for
+anything else. The hub ignores doorbells for streams no local subscriber follows and doorbells at or
+below what it has already read (`_cursor`), keeps the rest coalesced per stream, and reads them all in
+one `hearth.event_frames` call per round: frames come ready-encoded from the table, so only events that
+Hearth's functions wrote are ever delivered, and a doorbell naming no row (forged, or beyond the head)
+costs one read at most, never a loop.
 
 Correctness lives with the subscriber: it knows the next sequence number it needs per stream. A
-frame below it is a duplicate and is dropped; a frame above it means a gap (a NOTIFY lost while the
-listener was down), and the subscriber catches up from `hearth.events_since` while buffering live
+frame below it is a duplicate and is dropped; a frame above it means a gap (doorbells lost while the
+listener was down, rows deleted), and the subscriber catches up from the table while buffering live
 frames, then goes live again. So a client sees every event of its streams once, in order, whatever
 the listener went through. The same routine brings a new subscriber from its `after` to live.
 """
@@ -15,10 +22,9 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Any
 
-from app.events import Event
+from app.events import Event, parse_doorbell
 from app.metrics import Metrics
 
 log = logging.getLogger("hearth.hub")
@@ -30,7 +36,11 @@ CLOSE_SLOW_CONSUMER = 1013
 # The only event types an `on_frame` watcher acts on (socket closes, a display's outcome).
 WATCHED_TYPES = frozenset({"presence.leave", "session.expired", "session.ended", "session.paired"})
 
-FetchEvents = Callable[[str, bool, int], Awaitable[list[Event]]]
+# Events of streams after given seqs, at most PAGE per stream, in order (hearth.event_frames).
+FetchFrames = Callable[[list[str], list[int]], Awaitable[list[Event]]]
+PAGE = 500
+# A resync's mark in `_pending`: read the stream whatever its cursor.
+_RESYNC = 2**63
 
 
 class Subscriber:
@@ -40,7 +50,6 @@ class Subscriber:
         self.hub = hub
         self.participant_id = participant_id
         self.next_seq: dict[str, int] = {}
-        self.identity_streams: set[str] = set()
         self._buffers: dict[str, list[Event]] = {}  # streams being caught up: live frames wait here
         self._out: deque[str] = deque()
         self._out_bytes = 0
@@ -112,11 +121,9 @@ class Subscriber:
         return frames
 
     # Streams
-    def follow(self, stream_id: str, *, identity: bool = False) -> None:
+    def follow(self, stream_id: str) -> None:
         """Start following a stream in catch-up mode: live frames are buffered until `go_live`."""
         self._buffers.setdefault(stream_id, [])
-        if identity:
-            self.identity_streams.add(stream_id)
         self.hub.add(stream_id, self)
 
     async def go_live(self, stream_id: str, after: int) -> None:
@@ -132,25 +139,27 @@ class Subscriber:
             self.close(1011, "could not catch up")
 
     async def _drain(self, stream_id: str) -> None:
-        is_identity = stream_id in self.identity_streams
+        buffer = self._buffers.setdefault(stream_id, [])
         while True:
-            fetched = await self.hub.fetch(stream_id, is_identity, self.next_seq[stream_id] - 1)
+            arrived = len(buffer)
+            fetched = await self.hub.fetch([stream_id], [self.next_seq[stream_id] - 1])
             for event in fetched:
                 if event.seq >= self.next_seq[stream_id]:
                     self.next_seq[stream_id] = event.seq  # the table has no holes to wait for
                     self._accept(event)
             if fetched:
                 continue  # a full page may have more behind it
-            buffer = self._buffers.get(stream_id, [])
             expected = self.next_seq[stream_id]
-            pending = [e for e in buffer if e.seq >= expected]
-            if pending and pending[0].seq > expected:
-                buffer[:] = pending
-                continue  # still a hole below the buffered frames: read the table again
+            pending = sorted((e for e in buffer if e.seq >= expected), key=lambda e: e.seq)
+            if pending and pending[0].seq > expected and pending[0] in buffer[arrived:]:
+                continue  # buffered while the table was read: what lies below it may have committed since
+            # Buffered frames were read from the table too, so a hole below one that was buffered before
+            # this read began is rows deleted meanwhile (cleanup, pruning): skip it, never wait for it.
             # No await from here on: the switch to live is atomic for the dispatcher.
             self._buffers.pop(stream_id, None)
             for event in pending:
-                if event.seq == self.next_seq[stream_id]:
+                if event.seq >= self.next_seq[stream_id]:
+                    self.next_seq[stream_id] = event.seq
                     self._accept(event)
             return
 
@@ -160,14 +169,17 @@ class Subscriber:
 
 
 class Hub:
-    def __init__(self, fetch: FetchEvents, metrics: Metrics, *, max_queue: int = 100_000) -> None:
+    def __init__(self, fetch: FetchFrames, metrics: Metrics) -> None:
         self.fetch = fetch
         self.metrics = metrics
         self._streams: dict[str, set[Subscriber]] = {}
-        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
-        self._max_queue = max_queue
+        # Per followed stream: the highest seq read from the table and offered to its subscribers.
+        self._cursor: dict[str, int] = {}
+        # Streams whose doorbell rang above their cursor: the lowest seq rung (or _RESYNC).
+        self._pending: dict[str, int] = {}
+        self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.delivered = 0  # frames queued to subscribers; flushed into the metric once per event
+        self.delivered = 0  # frames queued to subscribers; flushed into the metric once per round
         self._counted = 0
 
     def add(self, stream_id: str, subscriber: Subscriber) -> None:
@@ -180,6 +192,8 @@ class Hub:
                 subs.discard(subscriber)
                 if not subs:
                     del self._streams[stream_id]
+                    self._cursor.pop(stream_id, None)
+                    self._pending.pop(stream_id, None)
 
     def subscribers(self, stream_id: str) -> set[Subscriber]:
         return self._streams.get(stream_id, set())
@@ -191,75 +205,93 @@ class Hub:
 
     # Fed by the listener.
     def notify(self, payload: str) -> None:
-        if self._queue.qsize() >= self._max_queue:
-            # Too far behind: drop the backlog and re-read every followed stream from the table.
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            self.resync()
+        """A doorbell. Costs a lookup or two unless it is news for a stream followed here."""
+        bell = parse_doorbell(payload)
+        if bell is None:
+            return  # not a doorbell: nothing on this channel is trusted beyond that
+        stream_id, seq = bell
+        if stream_id not in self._streams:
             return
-        self._queue.put_nowait(payload)
+        cursor = self._cursor.get(stream_id)
+        if cursor is not None and seq <= cursor:
+            return
+        rung = self._pending.get(stream_id)
+        if rung is None or seq < rung:
+            self._pending[stream_id] = seq
+        self._wake.set()
 
     def resync(self) -> None:
-        """After a (re)connect: every followed stream catches up from the table."""
-        self._queue.put_nowait(None)
+        """After a (re)connect: every followed stream is read again from its cursor."""
+        for stream_id in self._streams:
+            self._pending[stream_id] = _RESYNC
+        self._wake.set()
 
     async def run(self) -> None:
-        """The dispatcher: one task, in NOTIFY (commit) order."""
+        """The dispatcher: one task; each round reads every stream rung since the last one."""
         while True:
-            item = await self._queue.get()
+            await self._wake.wait()
+            self._wake.clear()
             try:
-                if item is None:
-                    await self._resync_all()
-                else:
-                    await self._dispatch(item)
+                await self._round()
             except Exception:
-                log.exception("dispatch failed; re-reading followed streams")
-                self.spawn(self._delayed_resync())
+                log.exception("reading rung streams failed; retrying")
+                await asyncio.sleep(0.5)
+                self._wake.set()
             self._count()  # also what catch-ups delivered meanwhile
 
-    async def _delayed_resync(self) -> None:
-        await asyncio.sleep(0.5)
-        self.resync()
+    def _read_from(self, stream_id: str, rung: int) -> int | None:
+        """Where to read a rung stream from: its cursor; for a stream not read here yet, just below the
+        doorbell (everything before it was committed before its subscribers read the table); after a
+        resync, from the least advanced subscriber. None: nothing to read."""
+        cursor = self._cursor.get(stream_id)
+        if cursor is not None:
+            return cursor if rung > cursor else None
+        if rung != _RESYNC:
+            return rung - 1
+        positions = [s.next_seq[stream_id] for s in self._streams[stream_id] if stream_id in s.next_seq]
+        return min(positions) - 1 if positions else None
 
-    async def _dispatch(self, payload: str) -> None:
-        event = Event.from_notify(payload)
-        self.metrics.events_received.inc()
-        with contextlib.suppress(ValueError):
-            lag = time.time() - datetime.fromisoformat(event.at).timestamp()
-            self.metrics.relay_lag.observe(max(lag, 0.0))
-        subs = self._streams.get(event.stream_id)
-        if not subs:
+    async def _round(self) -> None:
+        rung, self._pending = self._pending, {}
+        streams: list[str] = []
+        afters: list[int] = []
+        for stream_id, seq in rung.items():
+            after = self._read_from(stream_id, seq) if stream_id in self._streams else None
+            if after is not None:
+                streams.append(stream_id)
+                afters.append(after)
+        if not streams:
             return
-        if event.ref:
-            # Too big for NOTIFY: read it from the table, once for this instance.
-            fetched = await self.fetch(event.stream_id, event.identity, event.seq - 1)
-            if not fetched or fetched[0].seq != event.seq:
-                return  # pruned or deleted meanwhile; followers catch up if they need to
-            event = fetched[0]
-            subs = self._streams.get(event.stream_id, set())
-        for sub in list(subs):
-            sub.offer(event)
+        try:
+            events = await self.fetch(streams, afters)
+        except BaseException:
+            for stream_id, seq in rung.items():  # ring them again for the next round
+                if stream_id in self._streams and seq < self._pending.get(stream_id, _RESYNC + 1):
+                    self._pending[stream_id] = seq
+            raise
+        self.metrics.events_received.inc(len(events))
+        per_stream: dict[str, int] = {}
+        now = time.time()
+        for event in events:
+            per_stream[event.stream_id] = per_stream.get(event.stream_id, 0) + 1
+            if event.at is not None:
+                self.metrics.relay_lag.observe(max(now - event.at.timestamp(), 0.0))
+            subs = self._streams.get(event.stream_id)
+            if not subs:
+                continue
+            if event.seq > self._cursor.get(event.stream_id, -1):
+                self._cursor[event.stream_id] = event.seq
+            for sub in list(subs):
+                sub.offer(event)
+        for stream_id, count in per_stream.items():
+            if count >= PAGE and stream_id in self._streams:  # a full page: read on from the cursor
+                self._pending[stream_id] = self._cursor[stream_id] + 1
+                self._wake.set()
 
     def _count(self) -> None:
         if self.delivered != self._counted:
             self.metrics.events_relayed.inc(self.delivered - self._counted)
             self._counted = self.delivered
-
-    async def _resync_all(self) -> None:
-        for stream_id, subs in list(self._streams.items()):
-            live = [s for s in subs if stream_id in s.next_seq and stream_id not in s._buffers]
-            if not live:
-                continue
-            is_identity = stream_id in live[0].identity_streams
-            after = min(s.next_seq[stream_id] for s in live) - 1
-            while True:
-                fetched = await self.fetch(stream_id, is_identity, after)
-                if not fetched:
-                    break
-                for event in fetched:
-                    for sub in list(self._streams.get(stream_id, ())):
-                        sub.offer(event)
-                after = fetched[-1].seq
 
     async def stop(self) -> None:
         for task in list(self._tasks):

@@ -21,6 +21,7 @@ from app.db import Database
 from app.errors import HearthError
 from app.events import Event, Listener
 from app.heartbeat import Heartbeats
+from app.hub import PAGE as EVENTS_PAGE
 from app.hub import Hub
 from app.livekit import Matchmaking, RoomWorker
 from app.maintenance import Maintenance
@@ -29,7 +30,6 @@ from app.state import AppState
 from app.ws import websocket_endpoint
 
 log = logging.getLogger("hearth")
-EVENTS_PAGE = 500
 # HS256 wants a key of at least 256 bits (RFC 7518 section 3.2).
 MIN_SECRET_BYTES = 32
 
@@ -52,20 +52,15 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = await Database.open(settings.database_url.reveal(), metrics)
 
-        async def fetch(stream_id: str, is_identity: bool, after: int) -> list[Event]:
-            try:
-                rows = await db.fetch(
-                    "events_since",
-                    "SELECT * FROM hearth.events_since($1, $2, $3)",
-                    uuid.UUID(stream_id),
-                    after,
-                    EVENTS_PAGE,
-                )
-            except HearthError as exc:
-                if exc.code == "HT404":
-                    return []  # the stream was deleted
-                raise
-            return [Event.from_row(stream_id, is_identity, row) for row in rows]
+        async def fetch(stream_ids: list[str], after: list[int]) -> list[Event]:
+            rows = await db.fetch(
+                "event_frames",
+                "SELECT * FROM hearth.event_frames($1::text[]::uuid[], $2, $3)",
+                stream_ids,
+                after,
+                EVENTS_PAGE,
+            )
+            return [Event.from_row(row) for row in rows]
 
         async def touch(participants: list[uuid.UUID], identities: list[uuid.UUID]) -> int:
             if not identities:

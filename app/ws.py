@@ -110,7 +110,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     heartbeating = identity_heartbeating = False
     try:
         identity = str(claims.identity_id)
-        sub.follow(identity, identity=True)
+        sub.follow(identity)
         identity_seq = await state.db.fetchval(
             "identity_seq", "SELECT hearth.identity_seq($1)", claims.identity_id
         )

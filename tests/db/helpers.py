@@ -1,4 +1,4 @@
-"""Shared helpers for the SQL API tests: short wrappers over hearth.* calls, and a NOTIFY collector.
+"""Shared helpers for the SQL API tests: short wrappers over hearth.* calls, and a doorbell collector.
 
 Times: tests read the database's clock once (`db_now`) and pass `p_now` values relative to it, so that
 "61 minutes later" needs no sleeping.
@@ -165,17 +165,19 @@ async def app_connection(db_url: str) -> asyncpg.Connection:
 
 
 class Notifications:
-    """Collects hearth_events notifications on a connection of its own.
+    """Collects hearth_events doorbells on a connection of its own, and resolves them as the relay does.
 
-    `drain()` sends a unique sentinel NOTIFY from `sender` and returns every frame received before it.
-    Notifications of all transactions reach listeners in commit order, so when the sentinel (committed
-    last) arrives, everything committed before it has arrived too: no sleeping, no timing.
+    `drain()` sends a unique sentinel NOTIFY from `sender` and returns the frame of every doorbell received
+    before it, read with hearth.event_frames. Notifications of all transactions reach listeners in commit
+    order, so when the sentinel (committed last) arrives, everything committed before it has arrived
+    too: no sleeping, no timing. `doorbells` keeps the raw payloads.
     """
 
     def __init__(self, listener: asyncpg.Connection, sender: asyncpg.Connection) -> None:
         self._listener = listener
         self._sender = sender
         self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self.doorbells: list[str] = []
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         self._queue.put_nowait(payload)
@@ -192,7 +194,15 @@ class Notifications:
             payload = await asyncio.wait_for(self._queue.get(), timeout=30)
             if payload == token:
                 return frames
-            frames.append(json.loads(payload))
+            self.doorbells.append(payload)
+            stream, seq = payload.split(" ")
+            rows = await self._sender.fetch(
+                "SELECT seq, frame FROM hearth.event_frames(ARRAY[$1::uuid], ARRAY[$2::bigint], 1)",
+                stream,
+                int(seq) - 1,
+            )
+            assert [r["seq"] for r in rows] == [int(seq)], f"doorbell {payload} names no event"
+            frames.append(json.loads(rows[0]["frame"]))
 
 
 @contextlib.asynccontextmanager

@@ -172,6 +172,20 @@ CASES: list[tuple[str, list[Any]]] = [
     ("SELECT * FROM hearth.events_since($1, 0, 10001)", [":session"]),
     ("SELECT * FROM hearth.events_since($1, 0, NULL)", [":session"]),
     ("SELECT * FROM hearth.events_since($1, 0)", [UNKNOWN]),
+    # event_frames
+    ("SELECT * FROM hearth.event_frames(NULL, ARRAY[0::bigint])", []),
+    ("SELECT * FROM hearth.event_frames(ARRAY[$1::uuid], NULL)", [":session"]),
+    ("SELECT * FROM hearth.event_frames(ARRAY[$1::uuid], ARRAY[0, 1]::bigint[])", [":session"]),
+    ("SELECT * FROM hearth.event_frames(ARRAY[$1::uuid], ARRAY[-1::bigint])", [":session"]),
+    ("SELECT * FROM hearth.event_frames(ARRAY[$1::uuid], ARRAY[NULL::bigint])", [":session"]),
+    ("SELECT * FROM hearth.event_frames(ARRAY[$1::uuid], ARRAY[0::bigint], 0)", [":session"]),
+    ("SELECT * FROM hearth.event_frames(ARRAY[$1::uuid], ARRAY[0::bigint], 10001)", [":session"]),
+    ("SELECT * FROM hearth.event_frames(ARRAY[$1::uuid], ARRAY[0::bigint], NULL)", [":session"]),
+    (
+        "SELECT * FROM hearth.event_frames(array_fill($1::uuid, ARRAY[10001]), "
+        "array_fill(0::bigint, ARRAY[10001]))",
+        [":session"],
+    ),
     # get_setting
     ("SELECT hearth.get_setting(NULL)", []),
     ("SELECT hearth.get_setting('')", []),

@@ -1,4 +1,4 @@
-"""LISTEN hearth_events: every event arrives as a client frame (or a reference when too big)."""
+"""LISTEN hearth_events: every event rings a doorbell that resolves to its client frame."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ async def test_listener_receives_every_event_type(db: asyncpg.Connection, db_url
     assert [f["type"] for f in pairing_frames] == ["presence.join", "presence.leave", "session.ended"]
 
 
-async def test_a_signal_over_the_notify_limit_travels_by_reference(
+async def test_a_notification_is_a_doorbell_whatever_the_event_size(
     db: asyncpg.Connection, db_url: str
 ) -> None:
     s = await session(db)
@@ -98,39 +98,43 @@ async def test_a_signal_over_the_notify_limit_travels_by_reference(
     data = {"type": "offer", "sdp": "v=0\r\n" + "a=candidate:x\r\n" * 1500}  # about 22 KB
     async with notifications(db_url, db) as heard:
         seq = await signal(db, a, b, "offer", data)
+        small = await post(db, a, {"text": "é" * 1000})
+        big = await post(db, a, {"text": "€" * 3000})  # 9,000 bytes
         frames = await heard.drain()
-    assert len(frames) == 1
-    frame = frames[0]
-    assert frame.pop("ref") is True
-    assert {k: frame[k] for k in ("type", "seq", "session_id")} == {
+    # The channel carries no frame: only '<stream id> <seq>', which the relay resolves in the table.
+    assert heard.doorbells == [f"{s} {seq}", f"{s} {small}", f"{s} {big}"]
+    assert frames[0] == {
         "type": "signal",
         "seq": seq,
         "session_id": str(s),
+        "at": frames[0]["at"],
+        "from": str(a),
+        "to": str(b),
+        "kind": "offer",
+        "data": data,
     }
-    assert "data" not in frame
-    # The reference resolves to the whole event.
-    stored = await events(db, s, after=seq - 1)
-    assert stored[0]["payload"] == {"from": str(a), "to": str(b), "kind": "offer", "data": data}
+    assert frames[2]["body"] == {"text": "€" * 3000}
 
 
-async def test_notify_size_is_counted_in_bytes(db: asyncpg.Connection, db_url: str) -> None:
-    s = await session(db)
-    pid = await member(db, s)
-    small = {"text": "é" * 1000}  # about 2 KB in UTF-8: inline
-    big = {"text": "€" * 3000}  # 3,000 characters but 9,000 bytes: by reference
-    async with notifications(db_url, db) as heard:
-        await post(db, pid, small)
-        seq_big = await post(db, pid, big)
-        frames = await heard.drain()
-    assert frames[0]["body"] == small and "ref" not in frames[0]
-    assert frames[1] == {
-        "type": "message",
-        "seq": seq_big,
-        "session_id": str(s),
-        "at": frames[1]["at"],
-        "ref": True,
-    }
-    assert len(json.dumps(frames[1]).encode()) < 8000
+async def test_event_frames_reads_many_streams_in_one_call(db: asyncpg.Connection) -> None:
+    rooms = [await session(db) for _ in range(3)]
+    pids = [await member(db, room) for room in rooms]
+    for pid in pids:
+        for n in range(3):
+            await post(db, pid, {"n": n})  # seqs 2, 3, 4 after the join
+    me = await identity(db)
+    rows = await db.fetch(
+        "SELECT * FROM hearth.event_frames($1::uuid[], $2::bigint[], 2)",
+        [rooms[2], rooms[0], uuid.uuid4(), me],
+        [3, 0, 0, 0],
+    )
+    # In the order asked, at most p_limit per stream; unknown or empty streams yield nothing.
+    assert [(r["stream_id"], r["seq"]) for r in rows] == [(rooms[2], 4), (rooms[0], 1), (rooms[0], 2)]
+    assert [json.loads(r["frame"])["seq"] for r in rows] == [4, 1, 2]
+    assert {r["identity"] for r in rows} == {False}
+    # A doorbell beyond the head (forged, say) names no row.
+    beyond = "SELECT * FROM hearth.event_frames(ARRAY[$1::uuid], ARRAY[4::bigint])"
+    assert await db.fetch(beyond, rooms[1]) == []
 
 
 async def test_heartbeats_never_notify(db: asyncpg.Connection, db_url: str) -> None:

@@ -158,4 +158,18 @@ async def test_a_migrating_role_that_does_not_own_the_database_is_told_what_to_r
             await conn.execute(step)
     assert len(notices) == 1, notices
     db = urlsplit(db_url).path.lstrip("/")
-    assert f"REVOKE TEMPORARY ON DATABASE {db} FROM PUBLIC;" in notices[0]
+    assert (
+        f"REVOKE TEMPORARY, CONNECT ON DATABASE {db} FROM PUBLIC; "
+        f"GRANT CONNECT ON DATABASE {db} TO hearth_app, hearth_admin;"
+    ) in notices[0]
+
+
+async def test_only_hearth_roles_may_connect_to_a_migrated_database(migrated_fresh: str) -> None:
+    """A role with no Hearth grant cannot connect, so it cannot LISTEN to (or NOTIFY) Hearth's channels."""
+    with _login(migrated_fresh) as outsider:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await asyncpg.connect(_as(migrated_fresh, outsider))
+    for role in ("hearth_app", "hearth_admin"):
+        with _login(migrated_fresh, role) as login:
+            async with _connect(migrated_fresh, login) as (conn, _):
+                assert await conn.fetchval("SELECT 1") == 1

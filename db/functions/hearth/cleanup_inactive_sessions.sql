@@ -1,7 +1,7 @@
 -- cleanup_inactive_sessions: deletes sessions that are ended, expired, or inactive for p_max_idle
 -- (default: each session's own idle timeout, i.e. session_idle_timeout unless it set one), with their
 -- participants, presence and events, in batches of p_batch; returns the number deleted. Open sessions
--- get session.expired first. Called by hand it runs in the caller's transaction; the pg_cron job
+-- get session.expired first (its row stays until prune_events, for the relay to deliver). Called by hand it runs in the caller's transaction; the pg_cron job
 -- (every 15 minutes) runs the same batches with a commit after each.
 -- HT400 for a p_max_idle not positive or over 100 years, or a p_batch outside 1..100000.
 CREATE OR REPLACE FUNCTION hearth.cleanup_inactive_sessions(

@@ -1,6 +1,7 @@
 -- cleanup_sessions_batch: deletes up to p_batch sessions that are ended, expired, or inactive (open and
 -- idle for p_max_idle, or when that is null, due by their own idle timeout or TTL), with their
--- participants, presence and events. Open ones get session.expired first. Returns how many it deleted.
+-- participants, presence and events. Open ones get session.expired first (that event's row stays until
+-- prune_events: the relay delivers it from the table). Returns how many it deleted.
 -- One batch is one unit of locking: hearth.cleanup_inactive_sessions loops it in one transaction,
 -- hearth_data.run_cleanup_inactive_sessions (the pg_cron job) commits after each.
 CREATE OR REPLACE FUNCTION hearth_data.cleanup_sessions_batch(
@@ -58,7 +59,10 @@ BEGIN
     END LOOP;
 
     DELETE FROM hearth_data.presence WHERE session_id = ANY (v_open);
-    DELETE FROM hearth_data.events WHERE stream_id = ANY (v_all);
+    -- The session.expired just emitted stays: the relay reads what it delivers from this table, after
+    -- commit. prune_events removes it with the rest of its age.
+    DELETE FROM hearth_data.events e
+     WHERE e.stream_id = ANY (v_all) AND NOT (e.stream_id = ANY (v_open) AND e.type = 'session.expired');
     DELETE FROM hearth_data.participants WHERE session_id = ANY (v_all);
     DELETE FROM hearth_data.sessions WHERE session_id = ANY (v_all);
     RETURN cardinality(v_all);

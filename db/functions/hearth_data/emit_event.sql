@@ -1,8 +1,9 @@
--- emit_event: appends an event to a session or identity stream and notifies hearth_events, in the
+-- emit_event: appends an event to a session or identity stream and rings hearth_events, in the
 -- caller's transaction. The sequence number comes from the stream row's counter, updated here, so the
 -- stream row stays locked until commit: within a stream, sequence order is commit order.
--- The NOTIFY payload is the client frame itself when it fits (< 7900 bytes); otherwise a reference
--- (type, seq, stream, "ref": true) that the listener resolves with events_since.
+-- The NOTIFY carries no frame, only a doorbell: '<stream id> <seq>'. LISTEN/NOTIFY has no privileges,
+-- so anyone who can connect can NOTIFY; the relay therefore reads every frame from the events table
+-- (hearth.event_frames), and only rows written here are ever delivered.
 -- p_activity also records session activity (joins, explicit leaves, messages, signals).
 CREATE OR REPLACE FUNCTION hearth_data.emit_event(
     p_scope text,
@@ -18,8 +19,6 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_seq bigint;
-    v_frame jsonb;
-    v_text text;
 BEGIN
     IF p_scope = 'session' THEN
         IF p_activity THEN
@@ -33,13 +32,10 @@ BEGIN
              WHERE session_id = p_stream_id
             RETURNING event_seq INTO v_seq;
         END IF;
-        v_frame := jsonb_build_object('type', p_type, 'seq', v_seq, 'session_id', p_stream_id, 'at', p_now);
     ELSE
         UPDATE hearth_data.identities SET event_seq = event_seq + 1
          WHERE identity_id = p_stream_id
         RETURNING event_seq INTO v_seq;
-        v_frame := jsonb_build_object('type', p_type, 'seq', v_seq, 'session_id', NULL,
-                                      'identity_id', p_stream_id, 'at', p_now);
     END IF;
     IF v_seq IS NULL THEN
         RAISE EXCEPTION 'no % stream %', p_scope, p_stream_id USING ERRCODE = 'HT404';
@@ -47,16 +43,11 @@ BEGIN
 
     INSERT INTO hearth_data.events (stream_id, seq, scope, type, payload, created_at)
     VALUES (p_stream_id, v_seq, p_scope, p_type, p_payload, p_now);
-
-    v_text := (p_payload || v_frame)::text;
-    IF octet_length(v_text) >= 7900 THEN
-        v_text := (v_frame || jsonb_build_object('ref', true))::text;
-    END IF;
-    PERFORM pg_notify('hearth_events', v_text);
+    PERFORM pg_notify('hearth_events', p_stream_id::text || ' ' || v_seq);
     RETURN v_seq;
 END
 $$;
 
 COMMENT ON FUNCTION hearth_data.emit_event(text, uuid, text, jsonb, timestamptz, boolean)
-    IS 'Appends an event to a stream (seq in commit order) and notifies hearth_events.';
+    IS 'Appends an event to a stream (seq in commit order) and rings hearth_events (stream id, seq).';
 REVOKE ALL ON FUNCTION hearth_data.emit_event(text, uuid, text, jsonb, timestamptz, boolean) FROM PUBLIC;

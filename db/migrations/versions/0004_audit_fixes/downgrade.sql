@@ -1,11 +1,13 @@
 -- Hearth 0004 undone (before the previous function texts are reloaded): the migrating role owns
--- Hearth's objects again; PUBLIC gets TEMP back. Role hearth_owner stays: other databases of the
+-- Hearth's objects again; PUBLIC gets TEMP and CONNECT back. Role hearth_owner stays: other databases of the
 -- cluster may use it.
+DROP FUNCTION hearth.event_frames(uuid[], bigint[], integer);
 DO $$
 BEGIN
     IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
        OR pg_has_role((SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE') THEN
-        EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO PUBLIC', current_database());
+        EXECUTE format('GRANT TEMPORARY, CONNECT ON DATABASE %1$I TO PUBLIC; '
+                       'REVOKE CONNECT ON DATABASE %1$I FROM hearth_app, hearth_admin', current_database());
     END IF;
 END
 $$;
