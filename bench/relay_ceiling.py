@@ -48,6 +48,7 @@ from bench.relay_common import (
     bench_cluster,
     body,
     check_prerequisites,
+    cluster_pids,
     create_database,
     drive_window,
     fmt_int,
@@ -79,7 +80,9 @@ async def listen_main(url: str, channel: str) -> None:
         nonlocal count
         count += 1
         if not count & 7:
-            lat.append(time.time() * 1000 - json.loads(payload)["body"]["ts"])
+            # hearth_events carries doorbells ('<stream id> <seq>'), not frames: no latency from those.
+            with contextlib.suppress(ValueError):
+                lat.append(time.time() * 1000 - json.loads(payload)["body"]["ts"])
 
     await conn.add_listener(channel, on_notify)
     print(json.dumps({"ev": "listening"}), flush=True)
@@ -166,7 +169,9 @@ async def notify_ceiling(cluster: Any, url: str, per_txn: int, seconds: float,
 
 async def measure(target: Target, cluster: Any, args: argparse.Namespace, window: int,
                   profile: bool) -> dict[str, Any]:
-    meter = CpuMeter({"server": target.server_pids, "clients": [target.clients.proc.pid]}, cluster)
+    # The database's share: for Hearth, the producer's post_message calls and the relay's reads.
+    meter = CpuMeter({"server": target.server_pids, "clients": [target.clients.proc.pid],
+                      "database": cluster_pids(cluster)}, cluster)
     profiler = None
     if profile and target.profile_pid is not None:
         profiler = Profiler(target.profile_pid, args.warmup_s + args.measure_s, f"ceiling-{target.name}")
@@ -176,6 +181,7 @@ async def measure(target: Target, cluster: Any, args: argparse.Namespace, window
     result: Throughput = await drive_window(target.clients, target.produce_batch, window=window,
                                             warmup_s=args.warmup_s, measure_s=args.measure_s)
     cpu = meter.stop()
+    per_frame = 1e6 / result.frames_per_s if result.frames_per_s else None
     writes = await counter.stop() if counter is not None else None
     frames = target.clients.stats.total - frames0
     if profiler is not None:
@@ -184,7 +190,8 @@ async def measure(target: Target, cluster: Any, args: argparse.Namespace, window
     await asyncio.sleep(0.5)
     return {"frames_per_s": result.frames_per_s, "events_per_s": result.events_per_s,
             "server_cpu": cpu["server"], "client_cpu": cpu["clients"], "others_cpu": cpu["others"],
-            "server_us_per_frame": cpu["server"] / result.frames_per_s * 1e6 if result.frames_per_s else None,
+            "server_us_per_frame": cpu["server"] * per_frame if per_frame else None,
+            "database_us_per_frame": cpu["database"] * per_frame if per_frame else None,
             "writes_per_frame": writes / frames if writes and frames else None}
 
 
@@ -208,7 +215,8 @@ async def fanout(cluster: Any, args: argparse.Namespace, systems: list[str]) -> 
                 log(f"  round {r + 1} {target.name:<11} {fmt_int(row['frames_per_s']):>8} frames/s"
                     f" ({row['events_per_s']:6.1f} events/s); CPU: server {row['server_cpu']:.0%},"
                     f" clients {row['client_cpu']:.0%}, other work on the machine {row['others_cpu']:.0%};"
-                    f" {row['server_us_per_frame']:.1f} server CPU-us/frame"
+                    f" {row['server_us_per_frame']:.1f} server CPU-us/frame,"
+                    f" {row['database_us_per_frame']:.1f} database CPU-us/frame"
                     + (f", {row['writes_per_frame']:.2f} writes/frame" if row["writes_per_frame"] else ""))
         rows = []
         for target in targets:
@@ -219,6 +227,7 @@ async def fanout(cluster: Any, args: argparse.Namespace, systems: list[str]) -> 
                 "frames_per_s": statistics.median(x["frames_per_s"] for x in runs),
                 "frames_per_s_best": best["frames_per_s"],
                 "server_us_per_frame": statistics.median(x["server_us_per_frame"] for x in runs),
+                "database_us_per_frame": statistics.median(x["database_us_per_frame"] for x in runs),
                 "server_cpu": statistics.median(x["server_cpu"] for x in runs),
                 "others_cpu": statistics.median(x["others_cpu"] for x in runs),
                 "rounds": runs,
@@ -261,7 +270,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for row in results["fanout"]:
         log(f"  {row['system']:<11} {fmt_int(row['frames_per_s']):>8} frames/s"
             f" (best {fmt_int(row['frames_per_s_best'])}),"
-            f" {row['server_us_per_frame']:.1f} server CPU-us/frame")
+            f" {row['server_us_per_frame']:.1f} server CPU-us/frame,"
+            f" {row['database_us_per_frame']:.1f} database CPU-us/frame")
     if "hearth" in by:
         for peer in ("raw", "broadcaster", "sio"):
             if peer in by:
