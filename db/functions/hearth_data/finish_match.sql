@@ -1,9 +1,12 @@
--- finish_match: ends an open match (its row locked by the caller). p_action decides where the two go:
+-- finish_match: ends an open match. p_action decides where the two go:
 --   skip     both back to waiting, and not matched again for rematch_cooldown
 --   end      p_by goes idle, the other back to waiting
 --   failed   (the room could not be created) both back to waiting
 --   vanished (the room disappeared from LiveKit) both back to waiting
+--   left     (the match session ended: its last participant left or was swept) both idle
+--   expired  (the match session expired, or was cleaned up) both idle
 -- The session ends (its participants leave), the room is queued for deletion, match.ended goes to both.
+-- Locks in the order of db/schema.sql: the session row, then the match row, then the two identities.
 CREATE OR REPLACE FUNCTION hearth_data.finish_match(
     p_session_id uuid,
     p_by uuid,
@@ -19,8 +22,8 @@ DECLARE
     v_participant_id uuid;
     v_identity_id uuid;
 BEGIN
-    SELECT * INTO v_match FROM hearth_data.matches m WHERE m.session_id = p_session_id;
     PERFORM FROM hearth_data.sessions s WHERE s.session_id = p_session_id FOR UPDATE;
+    SELECT * INTO v_match FROM hearth_data.matches m WHERE m.session_id = p_session_id FOR UPDATE;
     PERFORM FROM hearth_data.identities i WHERE i.identity_id IN (v_match.identity_a, v_match.identity_b)
       ORDER BY i.identity_id FOR UPDATE;
 
@@ -28,8 +31,10 @@ BEGIN
        SET ended_at = p_now, end_action = p_action, ended_by = p_by
      WHERE session_id = p_session_id;
     UPDATE hearth_data.identities
-       SET match_state = CASE WHEN p_action = 'end' AND identity_id = p_by THEN 'idle' ELSE 'waiting' END,
-           queued_at = CASE WHEN p_action = 'end' AND identity_id = p_by THEN NULL ELSE p_now END,
+       SET match_state = CASE WHEN p_action IN ('left', 'expired') OR (p_action = 'end' AND identity_id = p_by)
+                              THEN 'idle' ELSE 'waiting' END,
+           queued_at = CASE WHEN p_action IN ('left', 'expired') OR (p_action = 'end' AND identity_id = p_by)
+                            THEN NULL ELSE p_now END,
            match_session_id = NULL,
            last_active_at = GREATEST(last_active_at, p_now)
      WHERE identity_id IN (v_match.identity_a, v_match.identity_b) AND match_session_id = p_session_id;

@@ -55,3 +55,10 @@ END
 $$;
 ALTER DEFAULT PRIVILEGES FOR ROLE hearth_owner REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 ALTER DEFAULT PRIVILEGES FOR ROLE hearth_owner IN SCHEMA hearth_data GRANT SELECT ON TABLES TO hearth_admin;
+
+-- Identities stuck in a match that no longer exists (revision 0003 let a cleaned-up match session take
+-- its match with it, leaving both connecting forever): idle again.
+UPDATE hearth_data.identities i
+   SET match_state = 'idle', match_session_id = NULL, queued_at = NULL
+ WHERE i.match_state IN ('connecting', 'in_call')
+   AND NOT EXISTS (SELECT FROM hearth_data.matches m WHERE m.session_id = i.match_session_id AND m.ended_at IS NULL);

@@ -51,14 +51,23 @@ BEGIN
 
     -- Presence rows in participant order, the order touch() locks in.
     PERFORM FROM hearth_data.presence pr WHERE pr.session_id = ANY (v_open) ORDER BY pr.participant_id FOR UPDATE;
+    DELETE FROM hearth_data.presence WHERE session_id = ANY (v_open);
     FOR v_session IN
         SELECT s.session_id, s.expires_at FROM hearth_data.sessions s WHERE s.session_id = ANY (v_open)
+         ORDER BY s.session_id
     LOOP
         PERFORM hearth_data.close_session(v_session.session_id, 'expired',
             CASE WHEN v_session.expires_at <= p_now THEN 'ttl' ELSE 'idle' END, p_now);
     END LOOP;
+    -- A closed match session whose match is still open (revision 0003 closed them without it): its two
+    -- identities must not be left in a match that the delete below cascades away.
+    FOR v_session IN
+        SELECT m.session_id FROM hearth_data.matches m
+         WHERE m.session_id = ANY (v_closed) AND m.ended_at IS NULL ORDER BY m.session_id
+    LOOP
+        PERFORM hearth_data.finish_match(v_session.session_id, NULL, 'expired', p_now);
+    END LOOP;
 
-    DELETE FROM hearth_data.presence WHERE session_id = ANY (v_open);
     -- The session.expired just emitted stays: the relay reads what it delivers from this table, after
     -- commit. prune_events removes it with the rest of its age.
     DELETE FROM hearth_data.events e
