@@ -1,14 +1,23 @@
 -- Hearth's schema as it is at head: roles, schemas, tables, indexes, grants. The functions are the files
--- under db/functions/, loaded as hearth_owner. Nothing runs this file to install Hearth (the migrations do); the test suite builds
--- a database from it and the function files and compares it with a migrated one, so it must say exactly
--- what the migrations leave behind (a revision changes this file in the same commit).
+-- under db/functions/, loaded as hearth_owner. Nothing runs this file to install Hearth (the migrations
+-- do); the test suite builds a database from it and the function files and compares it with a migrated
+-- one, so it must say exactly what the migrations leave behind (a revision changes this file in the same
+-- commit).
 --
--- Lock discipline (every function follows it, so no two of them deadlock):
---  1. Interactive calls (join, leave, post_message, relay_signal) wait for at most one session row,
---     then touch only rows of that session.
---  2. touch() locks presence rows in participant_id order and takes session rows only with SKIP LOCKED.
---  3. Periodic calls (expire, sweep, cleanup) take session and identity rows with SKIP LOCKED, then lock
---     the presence rows of what they took in participant_id order. What they skip, the next run does.
+-- Lock order. Every function takes row locks in this order, so no two of them deadlock (revision 0001's
+-- header stated an earlier rule, which matchmaking broke: ending a match locked the match, then its
+-- session, while cleanup held the session and reached the match through the cascade).
+--  1. A LiveKit job row (finish_livekit_job) before anything else.
+--  2. Identity rows before session rows only when the sessions are then taken with SKIP LOCKED
+--     (match_waiting creates new ones, cleanup_inactive_identities skips busy ones): never waits.
+--  3. Session rows: interactive calls wait for at most one; periodic calls take several in session_id
+--     order with SKIP LOCKED (what they skip, the next run does).
+--  4. Then only rows that hang off the sessions held: their presence rows, all at once and in
+--     participant_id order (a function that handles several sessions locks the presence of all of them
+--     before the first is changed); a match session's match row; the match's two identities in
+--     identity_id order. A match is never locked before its session.
+--  5. touch() locks presence rows in participant_id order explicitly (SELECT ... ORDER BY ... FOR
+--     UPDATE: a join's plan does not order its locks) and sessions only with SKIP LOCKED.
 
 -- Roles: hearth_app (the app: EXECUTE on the API), hearth_admin (DBAs: also SELECT on hearth_data, and
 -- set_setting), hearth_owner (owns everything below; NOLOGIN, no superuser, member of nothing, so a

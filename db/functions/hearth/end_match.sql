@@ -14,6 +14,8 @@ BEGIN
     PERFORM hearth_data.require(p_session_id IS NOT NULL, 'p_session_id must not be null');
     PERFORM hearth_data.require(p_by IS NOT NULL, 'p_by must not be null');
     PERFORM hearth_data.require(p_action IN ('skip', 'end'), 'p_action must be skip or end');
+    -- The session row first, then the match (db/schema.sql's lock order).
+    PERFORM FROM hearth_data.sessions s WHERE s.session_id = p_session_id FOR UPDATE;
     SELECT * INTO v_match FROM hearth_data.matches m WHERE m.session_id = p_session_id FOR UPDATE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no match %', p_session_id USING ERRCODE = 'HT404';

@@ -12,21 +12,36 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_sessions uuid[];
     v_match record;
     v_count integer := 0;
 BEGIN
     PERFORM hearth_data.require(p_grace > interval '0' AND p_grace <= interval '1 day',
                                 'p_grace must be positive and at most a day');
     PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+    -- db/schema.sql's lock order: the sessions (SKIP LOCKED: what another holds, the next run takes),
+    -- then all their presence rows in participant order, then each match.
+    v_sessions := ARRAY(
+        SELECT s.session_id FROM hearth_data.sessions s
+         WHERE s.session_id IN (
+               SELECT m.session_id FROM hearth_data.matches m
+                WHERE m.ended_at IS NULL
+                  AND (m.a_left_at <= p_now - p_grace OR m.b_left_at <= p_now - p_grace))
+         ORDER BY s.session_id
+           FOR UPDATE SKIP LOCKED);
+    IF cardinality(v_sessions) = 0 THEN
+        RETURN 0;
+    END IF;
+    PERFORM FROM hearth_data.presence pr WHERE pr.session_id = ANY (v_sessions) ORDER BY pr.participant_id FOR UPDATE;
     FOR v_match IN
         SELECT m.session_id,
                CASE WHEN m.a_left_at IS NOT NULL AND (m.b_left_at IS NULL OR m.a_left_at <= m.b_left_at)
                     THEN m.identity_a ELSE m.identity_b END AS leaver
           FROM hearth_data.matches m
-         WHERE m.ended_at IS NULL
+         WHERE m.session_id = ANY (v_sessions) AND m.ended_at IS NULL
            AND (m.a_left_at <= p_now - p_grace OR m.b_left_at <= p_now - p_grace)
          ORDER BY m.session_id
-           FOR UPDATE SKIP LOCKED
+           FOR UPDATE
     LOOP
         PERFORM hearth_data.finish_match(v_match.session_id, v_match.leaver, 'end', p_now);
         v_count := v_count + 1;

@@ -45,6 +45,8 @@ BEGIN
     END IF;
     DELETE FROM hearth_data.livekit_jobs WHERE job_id = p_job_id;
     IF v_job.kind = 'create_room' THEN
+        -- db/schema.sql's lock order: the job, then the match's session row, then the match.
+        PERFORM FROM hearth_data.sessions s WHERE s.session_id = v_job.session_id FOR UPDATE;
         SELECT m.ended_at INTO v_ended_at FROM hearth_data.matches m WHERE m.session_id = v_job.session_id FOR UPDATE;
         IF FOUND THEN
             UPDATE hearth_data.matches SET room_state = 'failed' WHERE session_id = v_job.session_id;

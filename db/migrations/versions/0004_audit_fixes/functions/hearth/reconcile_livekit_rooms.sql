@@ -14,18 +14,30 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 DECLARE
+    v_sessions uuid[];
     v_session_id uuid;
 BEGIN
     PERFORM hearth_data.require(p_rooms IS NOT NULL, 'p_rooms must not be null');
     PERFORM hearth_data.require(p_listed_at IS NOT NULL, 'p_listed_at must not be null');
     PERFORM hearth_data.require(p_margin >= interval '0', 'p_margin must not be negative');
+    -- db/schema.sql's lock order: sessions (SKIP LOCKED), their presence in participant order, matches.
+    v_sessions := ARRAY(
+        SELECT s.session_id FROM hearth_data.sessions s
+         WHERE s.session_id IN (
+               SELECT m.session_id FROM hearth_data.matches m
+                WHERE m.ended_at IS NULL AND m.room_state = 'created'
+                  AND m.room_created_at < p_listed_at - p_margin
+                  AND NOT m.room = ANY (p_rooms))
+         ORDER BY s.session_id
+           FOR UPDATE SKIP LOCKED);
+    PERFORM FROM hearth_data.presence pr WHERE pr.session_id = ANY (v_sessions) ORDER BY pr.participant_id FOR UPDATE;
     FOR v_session_id IN
         SELECT m.session_id FROM hearth_data.matches m
-         WHERE m.ended_at IS NULL AND m.room_state = 'created'
+         WHERE m.session_id = ANY (v_sessions) AND m.ended_at IS NULL AND m.room_state = 'created'
            AND m.room_created_at < p_listed_at - p_margin
            AND NOT m.room = ANY (p_rooms)
          ORDER BY m.session_id
-           FOR UPDATE SKIP LOCKED
+           FOR UPDATE
     LOOP
         PERFORM hearth_data.finish_match(v_session_id, NULL, 'vanished', now());
     END LOOP;

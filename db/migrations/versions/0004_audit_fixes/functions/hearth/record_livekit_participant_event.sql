@@ -39,6 +39,10 @@ BEGIN
         RETURN false;
     END IF;
 
+    -- db/schema.sql's lock order: the match's session row, then the match.
+    PERFORM FROM hearth_data.sessions s
+     WHERE s.session_id = (SELECT m.session_id FROM hearth_data.matches m WHERE m.room = p_room)
+       FOR UPDATE;
     SELECT * INTO v_match FROM hearth_data.matches m WHERE m.room = p_room FOR UPDATE;
     IF NOT FOUND OR v_match.ended_at IS NOT NULL THEN
         RETURN true;
