@@ -4,11 +4,13 @@ heartbeat never deadlock, whatever the interleaving."""
 from __future__ import annotations
 
 import asyncio
+import random
+import uuid
 from datetime import datetime
 
 import asyncpg
 
-from tests.db.helpers import app_connection, db_now, join, minutes
+from tests.db.helpers import app_connection, db_now, identity, join, minutes, session
 from tests.db.test_event_order import _wait_until_blocked
 from tests.db.test_matchmaking import Match, livekit_event, new_match, queue
 
@@ -93,3 +95,85 @@ async def test_the_reaper_and_cleanup_run_together_without_deadlock(
     finally:
         await reaper.close()
         await cleaner.close()
+
+
+async def test_touch_locks_in_participant_order_whatever_its_plan(
+    db: asyncpg.Connection, admin: asyncpg.Connection, db_url: str
+) -> None:
+    """The audit's deadlock_touch_det.py. Rows X < W < Y by participant_id, Y stored before X. A helper
+    holds W; sweep_presence locks X and waits for W; touch([X, Y] and 5,000 unknown ids) ran a hash join
+    over presence in heap order: it locked Y, then waited for X; the helper let go, sweep wanted Y."""
+    s = await session(db)
+    t0 = await db_now(db)
+    for _ in range(12):
+        await join(db, s, await identity(db), now=t0 - minutes(10))
+    rows = await admin.fetch("SELECT participant_id, ctid FROM hearth_data.presence WHERE session_id = $1", s)
+    heap = {r["participant_id"]: r["ctid"] for r in rows}
+    order = sorted(heap)
+    x, w, y = next(
+        (x, w, y) for x in order for w in order for y in order if x < w < y and heap[y] < heap[x]
+    )
+    helper = await asyncpg.connect(db_url)
+    sweeper, toucher = await app_connection(db_url), await app_connection(db_url)
+    try:
+        await helper.execute("BEGIN")
+        await helper.execute("SELECT FROM hearth_data.presence WHERE participant_id = $1 FOR UPDATE", w)
+        sweep = asyncio.create_task(_run(sweeper, "SELECT hearth.sweep_presence()"))
+        await _wait_until_blocked(admin, sweeper.get_server_pid())
+        batch = [x, y, *(uuid.uuid4() for _ in range(5000))]
+        touch = asyncio.create_task(_run(toucher, "SELECT hearth.touch($1::uuid[])", batch))
+        await _wait_until_blocked(admin, toucher.get_server_pid())
+        await helper.execute("ROLLBACK")
+        results = await asyncio.gather(sweep, touch)
+    finally:
+        for conn in (helper, sweeper, toucher):
+            await conn.close()
+    assert "40P01" not in results, results
+
+
+async def test_touch_sweep_and_expiry_run_together_without_deadlock(
+    db: asyncpg.Connection, admin: asyncpg.Connection, db_url: str
+) -> None:
+    """The audit's deadlock_touch_small.py, shortened: fresh connections (custom plans) touching random
+    batches while sweep and expiry run (and roll back) over and over."""
+    t0 = await db_now(db)
+    pids = []
+    for _ in range(10):
+        s = await session(db)
+        pids += [await join(db, s, await identity(db), now=t0) for _ in range(20)]
+    deadlocks: list[str] = []
+    stop = asyncio.Event()
+
+    async def toucher() -> None:
+        while not stop.is_set():
+            conn = await app_connection(db_url)
+            try:
+                await conn.fetchval("SELECT hearth.touch($1::uuid[])", random.sample(pids, len(pids)))
+            except asyncpg.DeadlockDetectedError:
+                deadlocks.append("touch")
+            finally:
+                await conn.close()
+
+    async def periodic(sql: str) -> None:
+        conn = await app_connection(db_url)
+        try:
+            while not stop.is_set():
+                try:
+                    async with conn.transaction():
+                        await conn.fetchval(sql)
+                        raise asyncpg.DataError("roll back on purpose: keep the data")
+                except asyncpg.DeadlockDetectedError:
+                    deadlocks.append(sql)
+                except asyncpg.DataError:
+                    pass
+        finally:
+            await conn.close()
+
+    tasks = [asyncio.create_task(toucher()) for _ in range(2)] + [
+        asyncio.create_task(periodic("SELECT hearth.sweep_presence(NULL, now() + interval '2 minutes')")),
+        asyncio.create_task(periodic("SELECT hearth.expire_sessions(now() + interval '2 hours')")),
+    ]
+    await asyncio.sleep(4)
+    stop.set()
+    await asyncio.gather(*tasks)
+    assert deadlocks == []

@@ -2,8 +2,8 @@
 -- returns how many were. Emits no event. A session's activity time is written at most about once a
 -- minute (every quarter of the idle timeout when that is shorter than four minutes), only while the
 -- session is not yet due, and only when no one else holds the session row.
--- Presence rows are locked in participant_id order, so concurrent batches from several instances
--- cannot deadlock. presence.last_seen_at has no index: these are HOT updates.
+-- Presence rows are locked in participant_id order, so concurrent batches from several instances, and
+-- sweeps and expiry, cannot deadlock with it. presence.last_seen_at has no index: these are HOT updates.
 -- HT400 for a null array, more than 10,000 ids, or a null p_now.
 CREATE OR REPLACE FUNCTION hearth.touch(
     p_participant_ids uuid[],
@@ -23,12 +23,19 @@ BEGIN
         PERFORM hearth_data.require(false, 'at most 10000 participant ids per call');
     END IF;
 
-    WITH seen AS (
+    -- Lock first, explicitly in participant_id order (db/schema.sql's lock order): the Sort sits below
+    -- LockRows whatever the scan. An ORDER BY inside the UPDATE's FROM would not order its locks: a hash
+    -- join visits presence in heap order.
+    WITH locked AS MATERIALIZED (
+        SELECT p.participant_id FROM hearth_data.presence p
+         WHERE p.participant_id = ANY (p_participant_ids)
+         ORDER BY p.participant_id
+           FOR UPDATE
+    ), seen AS (
         UPDATE hearth_data.presence p
            SET last_seen_at = p_now
-          FROM (SELECT DISTINCT u.id FROM unnest(p_participant_ids) AS u(id) WHERE u.id IS NOT NULL
-                ORDER BY u.id) AS ids
-         WHERE p.participant_id = ids.id
+          FROM locked
+         WHERE p.participant_id = locked.participant_id
         RETURNING p.session_id
     ), refreshed AS (
         UPDATE hearth_data.sessions s
