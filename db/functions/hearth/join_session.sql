@@ -30,7 +30,10 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no session %', p_session_id USING ERRCODE = 'HT404';
     END IF;
-    SELECT i.display_name INTO v_display_name FROM hearth_data.identities i WHERE i.identity_id = p_identity_id;
+    -- KEY SHARE, as the participant's foreign key would take it, but now: behind a cleanup that is
+    -- deleting this identity this waits, then finds it gone (HT404 rather than a raw 23503).
+    SELECT i.display_name INTO v_display_name FROM hearth_data.identities i WHERE i.identity_id = p_identity_id
+       FOR KEY SHARE;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no identity %', p_identity_id USING ERRCODE = 'HT404';
     END IF;

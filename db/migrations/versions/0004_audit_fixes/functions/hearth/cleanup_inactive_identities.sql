@@ -35,6 +35,17 @@ BEGIN
                   AND (pa.left_at >= v_cutoff OR pr.last_seen_at >= v_cutoff))
          ORDER BY i.identity_id
            FOR UPDATE OF i SKIP LOCKED);
+    -- Those rows are ours now: no join can add a participant for them (its foreign key check waits). But
+    -- a join that committed after the query above took its snapshot was not seen: look again.
+    v_ids := ARRAY(
+        SELECT i.identity_id FROM hearth_data.identities i
+         WHERE i.identity_id = ANY (v_ids) AND i.last_active_at < v_cutoff
+           AND NOT EXISTS (
+               SELECT FROM hearth_data.participants pa
+                 LEFT JOIN hearth_data.presence pr ON pr.participant_id = pa.participant_id
+                WHERE pa.identity_id = i.identity_id
+                  AND (pa.left_at >= v_cutoff OR pr.last_seen_at >= v_cutoff))
+         ORDER BY i.identity_id);
     IF cardinality(v_ids) = 0 THEN
         RETURN 0;
     END IF;
