@@ -181,14 +181,14 @@ def plan_of(notices: list[str], marker: str) -> str:
 
 
 def touch_plan_check(plan: str) -> dict[str, bool]:
-    """Does touch lock presence rows in participant_id order (LockRows above a Sort on it), probe
-    presence_pkey, and update only the rows it locked?"""
+    """Does touch lock presence rows in participant_id order (LockRows above a Sort on it), then update
+    the locked rows through presence_pkey, without a sequential scan of presence?"""
     locked_part = plan.split("CTE seen", 1)[0]
     return {
         "locks after sorting by participant_id": bool(
-            re.search(r"LockRows.*\n.*->  Sort.*\n\s*Sort Key: p(_\d+)?\.participant_id", locked_part)),
-        "probes presence_pkey": "Index Scan using presence_pkey" in locked_part
-        or "Bitmap Index Scan on presence_pkey" in locked_part,
+            re.search(r"LockRows[^\n]*\n(?:\s*Buffers[^\n]*\n)?\s*->  Sort[^\n]*\n"
+                      r"\s*Sort Key: p\.participant_id", locked_part)),
+        "probes presence_pkey": "presence_pkey" in plan.split("CTE refreshed", 1)[0],
         "no sequential scan of presence": "Seq Scan on presence" not in plan,
     }
 
