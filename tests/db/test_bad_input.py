@@ -192,6 +192,34 @@ CASES: list[tuple[str, list[Any]]] = [
     ("SELECT hearth.get_setting($1)", ["k" * 10_000]),
 ]
 
+# Every p_now (and every other time) must be a finite time: 'infinity' pinned rows forever (the audit's
+# infinity_now.py: a participant never swept, an identity never cleaned).
+CLOCK_CALLS: list[tuple[str, list[Any]]] = [
+    ("SELECT hearth.check_session_expiry($1, $2::text::timestamptz)", [":session"]),
+    ("SELECT hearth.join_session($1, $2, 'member', $3::text::timestamptz)", [":session", ":identity"]),
+    ("SELECT hearth.leave_session($1, 'left', $2::text::timestamptz)", [":participant"]),
+    ("SELECT hearth.touch(ARRAY[$1::uuid], $2::text::timestamptz)", [":participant"]),
+    ("SELECT hearth.expire_sessions($1::text::timestamptz)", []),
+    ("SELECT hearth.sweep_presence(NULL, $1::text::timestamptz)", []),
+    ("SELECT hearth.cleanup_inactive_sessions(NULL, 1000, $1::text::timestamptz)", []),
+    ("SELECT hearth.cleanup_inactive_identities(NULL, $1::text::timestamptz)", []),
+    ("SELECT hearth.prune_events(NULL, $1::text::timestamptz)", []),
+    ("SELECT * FROM hearth.session_stats($1::text::timestamptz)", []),
+    ("SELECT hearth.session_state($1, $2::text::timestamptz)", [":session"]),
+    ("SELECT * FROM hearth.pair_controller('ZZZZZZ', $1, NULL, $2::text::timestamptz)", [":identity"]),
+    ("SELECT hearth.record_pairing_failure('10.0.0.1', $1::text::timestamptz)", []),
+    ("SELECT * FROM hearth.claim_livekit_jobs(10, '30 seconds', $1::text::timestamptz)", []),
+    ("SELECT hearth.finish_livekit_job(1, NULL, 6, $1::text::timestamptz)", []),
+    ("SELECT hearth.end_abandoned_matches('20 seconds', $1::text::timestamptz)", []),
+    ("SELECT hearth.touch_identities(ARRAY[$1::uuid], $2::text::timestamptz)", [":identity"]),
+    ("SELECT * FROM hearth.reconcile_livekit_rooms('{}', $1::text::timestamptz)", []),
+    ("SELECT hearth.record_livekit_event('ev-inf', 'joined', 'r', 'i', $1::text::timestamptz)", []),
+]
+CASES += [(sql, [*args, when]) for sql, args in CLOCK_CALLS for when in ("infinity", "-infinity")]
+CASES += [
+    ("SELECT * FROM hearth.reconcile_livekit_rooms('{}', now(), '1000000 years')", []),
+]
+
 # set_setting is for hearth_admin: these run as that role.
 ADMIN_CASES: list[tuple[str, list[Any]]] = [
     ("SELECT hearth.set_setting(NULL, '1 hour')", []),
@@ -243,3 +271,32 @@ async def test_nothing_was_written(world: World) -> None:
     )
     assert counts is not None
     assert dict(counts) == {"identities": 2, "sessions": 2, "present": 3, "events": 3}
+
+
+async def test_accepted_times_stay_sane(db: asyncpg.Connection, admin: asyncpg.Connection) -> None:
+    """Whatever the clock functions accept (a time far from now, or an infinite one, which must be
+    refused) leaves only finite times behind, within a century of now: the sweep above checked only that
+    refusals are HT errors, so it could not see 'infinity' being accepted."""
+    far = await db.fetchval("SELECT now() + interval '50 years'")
+    ident = await db.fetchval("SELECT hearth.create_identity('sane')")
+    s = await db.fetchval("SELECT session_id FROM hearth.create_session()")
+    pid = await db.fetchval("SELECT hearth.join_session($1, $2)", s, ident)
+    for sql, args in CLOCK_CALLS:
+        values = [{":session": s, ":identity": ident, ":participant": pid}.get(a, a) for a in args]
+        for when in (far, "infinity", "-infinity"):
+            try:
+                await db.fetch(sql, *values, str(when))
+            except asyncpg.PostgresError as exc:
+                assert exc.sqlstate.startswith("HT"), f"{sql}: {exc.sqlstate} {exc}"
+    columns = await admin.fetch(
+        """SELECT c.table_name, c.column_name FROM information_schema.columns c
+            WHERE c.table_schema = 'hearth_data' AND c.data_type = 'timestamp with time zone'"""
+    )
+    assert len(columns) > 20
+    for column in columns:
+        bad = await admin.fetchval(
+            f"SELECT count(*) FROM hearth_data.{column['table_name']} "
+            f"WHERE NOT isfinite({column['column_name']}) OR {column['column_name']} "
+            "NOT BETWEEN now() - interval '100 years' AND now() + interval '100 years'"
+        )
+        assert bad == 0, f"{column['table_name']}.{column['column_name']}"

@@ -16,7 +16,7 @@ BEGIN
     PERFORM hearth_data.require(p_limit BETWEEN 1 AND 1000, 'p_limit must be between 1 and 1000');
     PERFORM hearth_data.require(p_lease > interval '0' AND p_lease <= interval '1 hour',
                                 'p_lease must be positive and at most an hour');
-    PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+    PERFORM hearth_data.require(isfinite(p_now), 'p_now must be a finite time');
     RETURN QUERY
     UPDATE hearth_data.livekit_jobs j SET leased_until = p_now + p_lease
      WHERE j.job_id IN (

@@ -22,7 +22,7 @@ DECLARE
 BEGIN
     PERFORM hearth_data.require(p_max_idle IS NULL OR (p_max_idle > interval '0' AND p_max_idle <= interval '100 years'),
                                 'p_max_idle must be positive and at most 100 years');
-    PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+    PERFORM hearth_data.require(isfinite(p_now), 'p_now must be a finite time');
     v_cutoff := p_now - COALESCE(p_max_idle, hearth_data.setting_interval('identity_idle_timeout'));
 
     v_ids := ARRAY(

@@ -18,7 +18,7 @@ DECLARE
 BEGIN
     PERFORM hearth_data.require(p_grace > interval '0' AND p_grace <= interval '1 day',
                                 'p_grace must be positive and at most a day');
-    PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+    PERFORM hearth_data.require(isfinite(p_now), 'p_now must be a finite time');
     -- db/schema.sql's lock order: the sessions (SKIP LOCKED: what another holds, the next run takes),
     -- then all their presence rows in participant order, then each match.
     v_sessions := ARRAY(

@@ -13,7 +13,7 @@ DECLARE
     v_session record;
     v_participant_id uuid;
 BEGIN
-    PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+    PERFORM hearth_data.require(isfinite(p_now), 'p_now must be a finite time');
     v_ids := ARRAY(
         SELECT s.session_id FROM hearth_data.sessions s
          WHERE s.status IN ('waiting', 'active') AND s.due_at <= p_now

@@ -24,7 +24,7 @@ BEGIN
     PERFORM hearth_data.require(p_identity_id IS NOT NULL, 'p_identity_id must not be null');
     PERFORM hearth_data.require(p_role ~ '^[a-z][a-z0-9_]{0,31}$',
                                 'p_role must be 1 to 32 lowercase letters, digits or underscores');
-    PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+    PERFORM hearth_data.require(isfinite(p_now), 'p_now must be a finite time');
 
     SELECT * INTO v_session FROM hearth_data.sessions s WHERE s.session_id = p_session_id FOR UPDATE;
     IF NOT FOUND THEN

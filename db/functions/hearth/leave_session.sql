@@ -17,7 +17,7 @@ BEGIN
     PERFORM hearth_data.require(p_participant_id IS NOT NULL, 'p_participant_id must not be null');
     PERFORM hearth_data.require(p_reason IN ('left', 'timeout', 'inactive', 'expired'),
                                 'p_reason must be left, timeout, inactive or expired');
-    PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+    PERFORM hearth_data.require(isfinite(p_now), 'p_now must be a finite time');
 
     SELECT pa.session_id INTO v_session_id FROM hearth_data.participants pa
      WHERE pa.participant_id = p_participant_id;

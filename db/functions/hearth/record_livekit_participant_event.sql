@@ -32,6 +32,7 @@ BEGIN
                                 'p_identity must be at most 300 characters');
     PERFORM hearth_data.require(p_participant_sid IS NULL OR length(p_participant_sid) <= 300,
                                 'p_participant_sid must be at most 300 characters');
+    PERFORM hearth_data.require(p_created_at IS NULL OR isfinite(p_created_at), 'p_created_at must be a finite time');
     INSERT INTO hearth_data.livekit_events (event_id, event, room, identity, created_at, received_at)
     VALUES (p_event_id, p_event, p_room, p_identity, p_created_at, now())
     ON CONFLICT (event_id) DO NOTHING;

@@ -15,7 +15,7 @@ DECLARE
     v_state jsonb;
 BEGIN
     PERFORM hearth_data.require(p_session_id IS NOT NULL, 'p_session_id must not be null');
-    PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+    PERFORM hearth_data.require(isfinite(p_now), 'p_now must be a finite time');
     SELECT jsonb_build_object(
                'session_id', s.session_id,
                'kind', s.kind,

@@ -17,7 +17,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 #variable_conflict use_column
 BEGIN
-    PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+    PERFORM hearth_data.require(isfinite(p_now), 'p_now must be a finite time');
     RETURN QUERY
     SELECT count(*),
            count(*) FILTER (WHERE s.status = 'active' AND NOT s.due_at <= p_now),

@@ -17,7 +17,7 @@ DECLARE
     v_participant_id uuid;
     v_count integer := 0;
 BEGIN
-    PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+    PERFORM hearth_data.require(isfinite(p_now), 'p_now must be a finite time');
     PERFORM hearth_data.require(p_timeout IS NULL OR (p_timeout > interval '0' AND p_timeout <= interval '100 years'),
                                 'p_timeout must be positive and at most 100 years');
     v_cutoff := p_now - COALESCE(p_timeout, hearth_data.setting_interval('presence_timeout'));

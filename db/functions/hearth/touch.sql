@@ -4,7 +4,7 @@
 -- session is not yet due, and only when no one else holds the session row.
 -- Presence rows are locked in participant_id order, so concurrent batches from several instances, and
 -- sweeps and expiry, cannot deadlock with it. presence.last_seen_at has no index: these are HOT updates.
--- HT400 for a null array, more than 10,000 ids, or a null p_now.
+-- HT400 for a null array, more than 10,000 ids, or a p_now that is null or not finite.
 CREATE OR REPLACE FUNCTION hearth.touch(
     p_participant_ids uuid[],
     p_now timestamptz DEFAULT now()
@@ -17,9 +17,9 @@ AS $$
 DECLARE
     v_count integer;
 BEGIN
-    IF p_participant_ids IS NULL OR p_now IS NULL OR cardinality(p_participant_ids) > 10000 THEN
+    IF p_participant_ids IS NULL OR isfinite(p_now) IS NOT TRUE OR cardinality(p_participant_ids) > 10000 THEN
         PERFORM hearth_data.require(p_participant_ids IS NOT NULL, 'p_participant_ids must not be null');
-        PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+        PERFORM hearth_data.require(isfinite(p_now), 'p_now must be a finite time');
         PERFORM hearth_data.require(false, 'at most 10000 participant ids per call');
     END IF;
 

@@ -16,7 +16,7 @@ DECLARE
 BEGIN
     PERFORM hearth_data.require(p_identity_ids IS NOT NULL, 'p_identity_ids must not be null');
     PERFORM hearth_data.require(cardinality(p_identity_ids) <= 10000, 'at most 10000 identity ids per call');
-    PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+    PERFORM hearth_data.require(isfinite(p_now), 'p_now must be a finite time');
     UPDATE hearth_data.identities i SET last_active_at = p_now
       FROM (SELECT i2.identity_id FROM hearth_data.identities i2
              WHERE i2.identity_id = ANY (p_identity_ids) AND i2.last_active_at < p_now - interval '1 minute'

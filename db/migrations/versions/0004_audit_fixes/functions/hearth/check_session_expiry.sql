@@ -15,7 +15,7 @@ DECLARE
     v_due_at timestamptz;
 BEGIN
     PERFORM hearth_data.require(p_session_id IS NOT NULL, 'p_session_id must not be null');
-    PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+    PERFORM hearth_data.require(isfinite(p_now), 'p_now must be a finite time');
     SELECT s.status, s.due_at INTO v_status, v_due_at FROM hearth_data.sessions s WHERE s.session_id = p_session_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no session %', p_session_id USING ERRCODE = 'HT404';

@@ -21,7 +21,7 @@ BEGIN
     PERFORM hearth_data.require(p_max_idle IS NULL OR (p_max_idle > interval '0' AND p_max_idle <= interval '100 years'),
                                 'p_max_idle must be positive and at most 100 years');
     PERFORM hearth_data.require(p_batch BETWEEN 1 AND 100000, 'p_batch must be between 1 and 100000');
-    PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+    PERFORM hearth_data.require(isfinite(p_now), 'p_now must be a finite time');
     LOOP
         v_deleted := hearth_data.cleanup_sessions_batch(p_max_idle, p_batch, p_now);
         v_total := v_total + v_deleted;

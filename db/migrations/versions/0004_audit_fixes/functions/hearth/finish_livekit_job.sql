@@ -20,7 +20,7 @@ DECLARE
 BEGIN
     PERFORM hearth_data.require(p_job_id IS NOT NULL, 'p_job_id must not be null');
     PERFORM hearth_data.require(p_max_attempts BETWEEN 1 AND 100, 'p_max_attempts must be between 1 and 100');
-    PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+    PERFORM hearth_data.require(isfinite(p_now), 'p_now must be a finite time');
     SELECT * INTO v_job FROM hearth_data.livekit_jobs j WHERE j.job_id = p_job_id FOR UPDATE;
     IF NOT FOUND THEN
         RETURN 'gone';

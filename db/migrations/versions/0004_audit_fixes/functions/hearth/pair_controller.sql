@@ -25,7 +25,7 @@ BEGIN
     PERFORM hearth_data.require(p_identity_id IS NOT NULL, 'p_identity_id must not be null');
     PERFORM hearth_data.require(p_client_key IS NULL OR length(p_client_key) <= 200,
                                 'p_client_key must be at most 200 characters');
-    PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+    PERFORM hearth_data.require(isfinite(p_now), 'p_now must be a finite time');
     IF p_client_key IS NOT NULL AND (
         SELECT count(*) FROM hearth_data.pairing_failures f
          WHERE f.client_key = p_client_key AND f.failed_at > p_now - interval '10 minutes'

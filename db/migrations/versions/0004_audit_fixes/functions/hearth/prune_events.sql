@@ -18,7 +18,7 @@ DECLARE
 BEGIN
     PERFORM hearth_data.require(p_keep IS NULL OR (p_keep > interval '0' AND p_keep <= interval '100 years'),
                                 'p_keep must be positive and at most 100 years');
-    PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+    PERFORM hearth_data.require(isfinite(p_now), 'p_now must be a finite time');
     v_cutoff := p_now - COALESCE(p_keep, hearth_data.setting_interval('event_retention'));
     LOOP
         DELETE FROM hearth_data.events e

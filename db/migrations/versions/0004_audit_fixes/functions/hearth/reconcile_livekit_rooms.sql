@@ -18,8 +18,9 @@ DECLARE
     v_session_id uuid;
 BEGIN
     PERFORM hearth_data.require(p_rooms IS NOT NULL, 'p_rooms must not be null');
-    PERFORM hearth_data.require(p_listed_at IS NOT NULL, 'p_listed_at must not be null');
-    PERFORM hearth_data.require(p_margin >= interval '0', 'p_margin must not be negative');
+    PERFORM hearth_data.require(isfinite(p_listed_at), 'p_listed_at must be a finite time');
+    PERFORM hearth_data.require(p_margin >= interval '0' AND p_margin <= interval '1 day',
+                                'p_margin must be between 0 and a day');
     -- db/schema.sql's lock order: sessions (SKIP LOCKED), their presence in participant order, matches.
     v_sessions := ARRAY(
         SELECT s.session_id FROM hearth_data.sessions s

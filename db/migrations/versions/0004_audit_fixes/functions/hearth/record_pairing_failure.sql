@@ -16,7 +16,7 @@ DECLARE
 BEGIN
     PERFORM hearth_data.require(p_client_key IS NULL OR length(p_client_key) <= 200,
                                 'p_client_key must be at most 200 characters');
-    PERFORM hearth_data.require(p_now IS NOT NULL, 'p_now must not be null');
+    PERFORM hearth_data.require(isfinite(p_now), 'p_now must be a finite time');
     IF p_client_key IS NULL THEN
         RETURN 0;
     END IF;
