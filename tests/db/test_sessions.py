@@ -475,3 +475,17 @@ async def test_session_stats(db: asyncpg.Connection) -> None:
     assert tuple(later) == (5, 1, 1, 3, 1)
     default_now = await db.fetchrow("SELECT * FROM hearth.session_stats()")
     assert default_now is not None and default_now["total_sessions"] == 5
+
+
+async def test_a_leave_after_the_idle_deadline_does_not_revive_the_session(db: asyncpg.Connection) -> None:
+    """The audit's leave_revives.py: a deliberate leave counts as activity, but like touch and join it
+    must not move the deadline of a session already due, or expire_sessions would never expire it."""
+    s = await session(db, idle_timeout=minutes(1))
+    t0 = await db_now(db)
+    first = await member(db, s, now=t0)
+    await member(db, s, now=t0)  # still present: the leave does not end the session
+    later = t0 + minutes(3)
+    assert await db.fetchval("SELECT hearth.check_session_expiry($1, $2)", s, later) is True
+    assert await leave(db, first, now=later)
+    assert await db.fetchval("SELECT hearth.check_session_expiry($1, $2)", s, later) is True
+    assert await db.fetchval("SELECT hearth.expire_sessions($1)", later) == 1

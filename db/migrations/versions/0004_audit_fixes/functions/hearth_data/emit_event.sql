@@ -4,7 +4,8 @@
 -- The NOTIFY carries no frame, only a doorbell: '<stream id> <seq>'. LISTEN/NOTIFY has no privileges,
 -- so anyone who can connect can NOTIFY; the relay therefore reads every frame from the events table
 -- (hearth.event_frames), and only rows written here are ever delivered.
--- p_activity also records session activity (joins, explicit leaves, messages, signals).
+-- p_activity also records session activity (joins, explicit leaves, messages, signals), unless the
+-- session is already due at p_now.
 CREATE OR REPLACE FUNCTION hearth_data.emit_event(
     p_scope text,
     p_stream_id uuid,
@@ -22,9 +23,11 @@ DECLARE
 BEGIN
     IF p_scope = 'session' THEN
         IF p_activity THEN
+            -- A session already due stays due: late activity (a leave, say) does not bring it back.
             UPDATE hearth_data.sessions
                SET event_seq = event_seq + 1,
-                   last_activity_at = GREATEST(last_activity_at, p_now)
+                   last_activity_at = CASE WHEN due_at > p_now THEN GREATEST(last_activity_at, p_now)
+                                           ELSE last_activity_at END
              WHERE session_id = p_stream_id
             RETURNING event_seq INTO v_seq;
         ELSE
