@@ -190,3 +190,27 @@ async def test_prune_events_more_than_one_round(db: asyncpg.Connection, admin: a
     )
     assert await db.fetchval("SELECT hearth.prune_events()") == 10005
     assert await admin.fetchval("SELECT count(*) FROM hearth_data.events") == 0
+
+
+async def test_cleanup_says_pairing_timeout_for_a_waiting_display_as_expiry_does(
+    db: asyncpg.Connection, db_url: str
+) -> None:
+    """The audit's cleanup_reason.py: cleanup said 'ttl' where expire_sessions says 'pairing_timeout'."""
+    t0 = await db_now(db)
+    reasons = {}
+    for call in ("expire_sessions($1)", "cleanup_inactive_sessions(NULL, 1000, $1)"):
+        display = await db.fetchrow(
+            "SELECT * FROM hearth.register_display(hearth.create_identity(), interval '1 minute')"
+        )
+        async with notifications(db_url, db) as heard:
+            await db.fetchval(f"SELECT hearth.{call}", t0 + minutes(2))
+            frames = await heard.drain()
+        reasons[call.split("(")[0]] = [
+            f["reason"]
+            for f in frames
+            if f["type"] == "session.expired" and f["session_id"] == str(display["session_id"])
+        ]
+    assert reasons == {
+        "expire_sessions": ["pairing_timeout"],
+        "cleanup_inactive_sessions": ["pairing_timeout"],
+    }

@@ -2,6 +2,7 @@
 -- Hearth's objects again; PUBLIC gets TEMP and CONNECT back. Role hearth_owner stays: other databases of the
 -- cluster may use it.
 DROP FUNCTION hearth.event_frames(uuid[], bigint[], integer);
+DROP FUNCTION hearth_data.expiry_reason(text, text, timestamptz, timestamptz);
 DO $$
 BEGIN
     IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)

@@ -36,11 +36,7 @@ BEGIN
             PERFORM hearth_data.remove_participant(v_participant_id, 'expired', p_now, false);
         END LOOP;
         PERFORM hearth_data.close_session(v_session.session_id, 'expired',
-            CASE WHEN v_session.expires_at <= p_now THEN
-                     CASE WHEN v_session.kind = 'pairing' AND v_session.status = 'waiting'
-                          THEN 'pairing_timeout' ELSE 'ttl' END
-                 ELSE 'idle' END,
-            p_now);
+            hearth_data.expiry_reason(v_session.kind, v_session.status, v_session.expires_at, p_now), p_now);
     END LOOP;
     RETURN cardinality(v_ids);
 END

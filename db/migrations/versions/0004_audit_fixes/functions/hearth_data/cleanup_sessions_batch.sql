@@ -53,11 +53,12 @@ BEGIN
     PERFORM FROM hearth_data.presence pr WHERE pr.session_id = ANY (v_open) ORDER BY pr.participant_id FOR UPDATE;
     DELETE FROM hearth_data.presence WHERE session_id = ANY (v_open);
     FOR v_session IN
-        SELECT s.session_id, s.expires_at FROM hearth_data.sessions s WHERE s.session_id = ANY (v_open)
+        SELECT s.session_id, s.kind, s.status, s.expires_at FROM hearth_data.sessions s
+         WHERE s.session_id = ANY (v_open)
          ORDER BY s.session_id
     LOOP
         PERFORM hearth_data.close_session(v_session.session_id, 'expired',
-            CASE WHEN v_session.expires_at <= p_now THEN 'ttl' ELSE 'idle' END, p_now);
+            hearth_data.expiry_reason(v_session.kind, v_session.status, v_session.expires_at, p_now), p_now);
     END LOOP;
     -- A closed match session whose match is still open (revision 0003 closed them without it): its two
     -- identities must not be left in a match that the delete below cascades away.
