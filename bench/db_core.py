@@ -345,10 +345,11 @@ BUILD_DUE = {
           FROM generate_series(1, $2::int) g, generate_series(0, 1) j
          WHERE NOT $3""",
     "events": """
-        INSERT INTO hearth_data.events (stream_id, seq, scope, type, payload, created_at)
+        INSERT INTO hearth_data.events (stream_id, seq, scope, type, payload, created_at, emitted_at)
         SELECT md5('ds' || g)::uuid, k, 'session', 'message',
                jsonb_build_object('participant_id', md5('dp' || g || '.0')::uuid,
                                   'body', jsonb_build_object('text', 'hello ' || k)),
+               $1::timestamptz - interval '2 hours' + k * interval '1 second',
                $1::timestamptz - interval '2 hours' + k * interval '1 second'
           FROM generate_series(1, $2::int) g, generate_series(1, 10) k
          WHERE $3 OR NOT $3""",

@@ -101,7 +101,9 @@ CREATE TABLE hearth_data.identities (
     event_seq        bigint NOT NULL DEFAULT 0,
     match_state      text NOT NULL DEFAULT 'idle' CHECK (match_state IN ('idle', 'waiting', 'connecting', 'in_call')),
     queued_at        timestamptz,
-    match_session_id uuid
+    match_session_id uuid,
+    -- emitted_at of the stream's newest event: the next one is never earlier.
+    last_event_at    timestamptz
 ) WITH (fillfactor = 90);
 
 CREATE INDEX identities_anonymous_last_active_idx
@@ -127,7 +129,9 @@ CREATE TABLE hearth_data.sessions (
     due_at           timestamptz GENERATED ALWAYS AS (LEAST(idle_deadline, expires_at)) STORED,
     closed_at        timestamptz,
     close_reason     text,
-    event_seq        bigint NOT NULL DEFAULT 0
+    event_seq        bigint NOT NULL DEFAULT 0,
+    -- emitted_at of the stream's newest event: the next one is never earlier.
+    last_event_at    timestamptz
 ) WITH (fillfactor = 80);
 
 -- Codes are unique among open sessions only; a closed session's code may be reused.
@@ -179,11 +183,16 @@ CREATE TABLE hearth_data.events (
     scope      text NOT NULL CHECK (scope IN ('session', 'identity')),
     type       text NOT NULL,
     payload    jsonb NOT NULL,
+    -- The time the writer acted at (p_now): the frame's `at`.
     created_at timestamptz NOT NULL,
+    -- Taken when the seq is allocated, under the stream row's lock, and never earlier than the stream's
+    -- previous event: it rises with seq in every stream. prune_events deletes by it (and the table will
+    -- be partitioned on it), so pruning only ever cuts a stream's oldest events.
+    emitted_at timestamptz NOT NULL,
     PRIMARY KEY (stream_id, seq)
 );
 
-CREATE INDEX events_created_at_idx ON hearth_data.events (created_at);
+CREATE INDEX events_emitted_at_idx ON hearth_data.events (emitted_at);
 
 -- Failed pairing code attempts per client key, for rate limiting.
 CREATE TABLE hearth_data.pairing_failures (

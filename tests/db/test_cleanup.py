@@ -155,10 +155,14 @@ async def test_pg_cron_procedure_cleans_up_the_same_way(
 # --- prune_events --------------------------------------------------------------------------------
 
 
-async def test_prune_events_by_keep(db: asyncpg.Connection) -> None:
+async def test_prune_events_by_keep(db: asyncpg.Connection, admin: asyncpg.Connection) -> None:
     s = await session(db)
     t0 = await db_now(db)
-    pid = await member(db, s, now=t0 - minutes(120))  # its presence.join is two hours old
+    pid = await member(db, s, now=t0)
+    # Its presence.join was written two hours ago (age is the time the event was written, not p_now).
+    await admin.execute(
+        "UPDATE hearth_data.events SET emitted_at = emitted_at - interval '2 hours' WHERE stream_id = $1", s
+    )
     await post(db, pid, {"text": "recent"})
     assert await db.fetchval("SELECT hearth.prune_events($1, $2)", minutes(150), t0) == 0
     assert await db.fetchval("SELECT hearth.prune_events($1, $2)", minutes(60), t0) == 1
@@ -183,8 +187,8 @@ async def test_prune_events_default_retention(db: asyncpg.Connection) -> None:
 async def test_prune_events_more_than_one_round(db: asyncpg.Connection, admin: asyncpg.Connection) -> None:
     s = await session(db)
     await admin.execute(
-        """INSERT INTO hearth_data.events (stream_id, seq, scope, type, payload, created_at)
-           SELECT $1, n, 'session', 'message', '{}', now() - interval '2 hours'
+        """INSERT INTO hearth_data.events (stream_id, seq, scope, type, payload, created_at, emitted_at)
+           SELECT $1, n, 'session', 'message', '{}', now() - interval '2 hours', now() - interval '2 hours'
              FROM generate_series(1, 10005) AS n""",
         s,
     )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from datetime import timedelta
 
 import asyncpg
 
 from tests.conftest import raises_sqlstate
 from tests.db.helpers import (
+    app_connection,
     db_now,
     events,
     identity,
@@ -168,8 +171,8 @@ async def test_events_since_after_and_limit(db: asyncpg.Connection) -> None:
 async def test_events_since_default_limit_is_500(db: asyncpg.Connection, admin: asyncpg.Connection) -> None:
     s = await session(db)
     await admin.execute(
-        """INSERT INTO hearth_data.events (stream_id, seq, scope, type, payload, created_at)
-           SELECT $1, n, 'session', 'message', '{}', now() FROM generate_series(1, 600) AS n""",
+        """INSERT INTO hearth_data.events (stream_id, seq, scope, type, payload, created_at, emitted_at)
+           SELECT $1, n, 'session', 'message', '{}', now(), now() FROM generate_series(1, 600) AS n""",
         s,
     )
     rows = await db.fetch("SELECT seq FROM hearth.events_since($1, 0)", s)
@@ -225,3 +228,35 @@ async def test_join_touch_message_and_read_back(db: asyncpg.Connection) -> None:
     assert [r["type"] for r in rows] == ["presence.join", "message"]
     async with raises_sqlstate("HT404"):
         await db.fetchval("SELECT hearth.leave_session(gen_random_uuid())")
+
+
+async def test_prune_never_leaves_a_hole_in_a_stream(db: asyncpg.Connection, db_url: str) -> None:
+    """The audit's prune_hole.py: T1 starts, T2 posts and commits (seq N), T1 posts and commits (N+1).
+    Pruning by the writer's transaction time could delete N+1 and keep N, a hole no resume can see.
+    Events now carry a time that rises with seq in every stream; whatever the cutoff, what is left of a
+    stream is the run of its newest events."""
+    s = await session(db)
+    first, second = await member(db, s), await member(db, s)
+    older, newer = await app_connection(db_url), await app_connection(db_url)
+    try:
+        async with older.transaction():
+            t1 = await older.fetchval("SELECT now()")  # this transaction's time: before the other's
+            await asyncio.sleep(0.05)
+            n = await newer.fetchval("SELECT hearth.post_message($1, '{\"m\": \"second writer\"}')", second)
+            t2 = await newer.fetchval("SELECT now()")
+            n1 = await older.fetchval("SELECT hearth.post_message($1, '{\"m\": \"first writer\"}')", first)
+        assert n1 == n + 1
+    finally:
+        await older.close()
+        await newer.close()
+    head = n1
+    for step in range(11):
+        cutoff = t1 + (t2 - t1) * step / 10 + timedelta(milliseconds=step - 5)
+        tx = db.transaction()  # each cutoff tried on the same stream, then rolled back
+        await tx.start()
+        try:
+            await db.fetchval("SELECT hearth.prune_events('1 hour', $1)", cutoff + timedelta(hours=1))
+            left = [e["seq"] for e in await events(db, s)]
+        finally:
+            await tx.rollback()
+        assert left == list(range(head - len(left) + 1, head + 1)), (step, left)

@@ -1,6 +1,7 @@
 -- prune_events: deletes events older than p_keep (default: the event_retention setting), 10,000 rows
--- at a time; returns how many. Stream sequence counters live on the stream rows, so pruning never makes
--- a sequence number be reused. pg_cron: every 15 minutes. HT400 for a p_keep not
+-- at a time; returns how many. Age is emitted_at, which rises with seq in every stream, so a prune only
+-- ever cuts a stream's oldest events, never one in the middle. Stream sequence counters live on the
+-- stream rows, so pruning never makes a sequence number be reused. pg_cron: every 15 minutes. HT400 for a p_keep not
 -- positive or over 100 years.
 CREATE OR REPLACE FUNCTION hearth.prune_events(
     p_keep interval DEFAULT NULL,
@@ -23,7 +24,7 @@ BEGIN
     LOOP
         DELETE FROM hearth_data.events e
          WHERE e.ctid = ANY (ARRAY(SELECT e2.ctid FROM hearth_data.events e2
-                                    WHERE e2.created_at < v_cutoff LIMIT 10000));
+                                    WHERE e2.emitted_at < v_cutoff LIMIT 10000));
         GET DIAGNOSTICS v_deleted = ROW_COUNT;
         v_total := v_total + v_deleted;
         EXIT WHEN v_deleted < 10000;

@@ -3,6 +3,11 @@
 -- cluster may use it.
 DROP FUNCTION hearth.event_frames(uuid[], bigint[], integer);
 DROP FUNCTION hearth_data.expiry_reason(text, text, timestamptz, timestamptz);
+CREATE INDEX events_created_at_idx ON hearth_data.events (created_at);
+DROP INDEX hearth_data.events_emitted_at_idx;
+ALTER TABLE hearth_data.events DROP COLUMN emitted_at;
+ALTER TABLE hearth_data.sessions DROP COLUMN last_event_at;
+ALTER TABLE hearth_data.identities DROP COLUMN last_event_at;
 DO $$
 BEGIN
     IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)

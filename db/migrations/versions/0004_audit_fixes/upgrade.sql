@@ -62,3 +62,23 @@ UPDATE hearth_data.identities i
    SET match_state = 'idle', match_session_id = NULL, queued_at = NULL
  WHERE i.match_state IN ('connecting', 'in_call')
    AND NOT EXISTS (SELECT FROM hearth_data.matches m WHERE m.session_id = i.match_session_id AND m.ended_at IS NULL);
+
+-- Events get a time that rises with seq in every stream (created_at, the writer's transaction time, does
+-- not: pruning by it could delete seq N+1 and keep N). Existing rows take the running maximum of
+-- created_at along their stream; each stream row keeps its newest.
+ALTER TABLE hearth_data.events ADD COLUMN emitted_at timestamptz;
+UPDATE hearth_data.events e SET emitted_at = r.emitted_at
+  FROM (SELECT stream_id, seq, max(created_at) OVER (PARTITION BY stream_id ORDER BY seq) AS emitted_at
+          FROM hearth_data.events) r
+ WHERE e.stream_id = r.stream_id AND e.seq = r.seq;
+ALTER TABLE hearth_data.events ALTER COLUMN emitted_at SET NOT NULL;
+CREATE INDEX events_emitted_at_idx ON hearth_data.events (emitted_at);
+DROP INDEX hearth_data.events_created_at_idx;
+ALTER TABLE hearth_data.sessions ADD COLUMN last_event_at timestamptz;
+ALTER TABLE hearth_data.identities ADD COLUMN last_event_at timestamptz;
+UPDATE hearth_data.sessions s SET last_event_at = e.emitted_at
+  FROM (SELECT stream_id, max(emitted_at) AS emitted_at FROM hearth_data.events GROUP BY stream_id) e
+ WHERE s.session_id = e.stream_id;
+UPDATE hearth_data.identities i SET last_event_at = e.emitted_at
+  FROM (SELECT stream_id, max(emitted_at) AS emitted_at FROM hearth_data.events GROUP BY stream_id) e
+ WHERE i.identity_id = e.stream_id;

@@ -29,7 +29,7 @@ BEGIN
     RETURN QUERY
     SELECT e.stream_id, e.seq, e.scope = 'identity', e.type,
            CASE WHEN e.type = 'signal' THEN e.payload ->> 'to' END,
-           e.created_at,
+           e.emitted_at,
            (e.payload || CASE e.scope
                 WHEN 'session' THEN jsonb_build_object('type', e.type, 'seq', e.seq, 'session_id', e.stream_id,
                                                        'at', e.created_at)
