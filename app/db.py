@@ -41,7 +41,7 @@ async def connect(url: str) -> asyncpg.Connection:
 class Database:
     def __init__(self, pool: asyncpg.Pool, metrics: Metrics) -> None:
         self.pool = pool
-        self._metrics = metrics
+        self.metrics = metrics
 
     @classmethod
     async def open(cls, url: str, metrics: Metrics, *, min_size: int = 2, max_size: int = 10) -> Database:
@@ -70,7 +70,7 @@ class Database:
                 raise
             raise error from None
         finally:
-            self._metrics.db_call.labels(function).observe(time.perf_counter() - start)
+            self.metrics.db_call.labels(function).observe(time.perf_counter() - start)
 
     async def fetchval(self, function: str, sql: str, *args: Any) -> Any:
         return await self._call("fetchval", function, sql, args)

@@ -152,17 +152,6 @@ async def join_session(request: Request) -> Response:
     return JSONResponse({"participant_id": joined["participant_id"], "token": joined["token"]})
 
 
-async def join_by_code(request: Request) -> Response:
-    claims_of(request)
-    body = await read_body(request, {"code": str})
-    if "code" not in body:
-        raise HearthError("HT400", "code is required")
-    session_id = await _state(request).db.fetchval(
-        "session_by_code", "SELECT hearth.session_by_code($1)", body["code"]
-    )
-    return JSONResponse(await _join(request, session_id, "member"))
-
-
 async def leave_session(request: Request) -> Response:
     session_id = path_uuid(request, "session_id")
     claims = claims_of(request, session=True)
@@ -211,7 +200,6 @@ routes = [
     Route("/v1/sessions/{session_id}", get_session, methods=["GET"]),
     Route("/v1/sessions/{session_id}/join", join_session, methods=["POST"]),
     Route("/v1/sessions/{session_id}/leave", leave_session, methods=["POST"]),
-    Route("/v1/join", join_by_code, methods=["POST"]),
     Route("/v1/stats", stats, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
     Route("/readyz", readyz, methods=["GET"]),

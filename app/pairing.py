@@ -1,8 +1,11 @@
-"""Display/controller pairing over HTTP: the lazy lobby (SPEC section 5).
+"""Display/controller pairing over HTTP: the lazy lobby (SPEC section 5), and codes as secrets.
 
 A waiting display holds no websocket: it registers (`POST /v1/displays`) and then waits on a
 server-sent-events stream (or long-polls with `?wait=SECONDS`) that ends with `paired` or `expired`.
 The stream counts as the display's presence, so the display is not swept while it waits.
+
+Every attempt with a code (`POST /v1/pair`, `POST /v1/join`) counts against one per-address limit of
+failed guesses, and one address's attempts run one at a time across every instance.
 """
 
 from __future__ import annotations
@@ -10,18 +13,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from app import jsonin, tokens
-from app.errors import HearthError
+from app.db import Database
+from app.errors import HearthError, from_postgres
 from app.events import Event
 from app.http import claims_of, path_uuid, read_body
 from app.hub import Subscriber
@@ -36,12 +42,14 @@ END_EVENTS = 8
 WAITING, PAIRED, OVER = "waiting", "paired", "over"
 # Errors of a failed guess: counted against the client's address.
 _GUESS_ERRORS = ("HT400", "HT404", "HT410")
+# Advisory lock key (hashed) of one client address's code attempts.
+_LOCK_PREFIX = "hearth.code-attempts:"
 
 
 class _OneAtATime:
-    """Pairing attempts from one client address run one after another on this instance, so each sees
-    the failures recorded before it: parallel guesses cannot all pass the HT429 check. (Across N
-    instances at most N run at once: the count itself is in the database.)"""
+    """Attempts from one client address wait for each other on this instance before they take a
+    database connection, so a burst from one address cannot hold the whole pool while it queues for the
+    address's lock in the database (see `_guarded`, which serializes across instances)."""
 
     def __init__(self) -> None:
         self._locks: dict[str, asyncio.Lock] = {}
@@ -100,6 +108,41 @@ async def register_display(request: Request) -> Response:
     )
 
 
+async def _guarded(
+    db: Database, function: str, sql: str, client_key: str | None, *args: Any
+) -> asyncpg.Record:
+    """One attempt with a code from `client_key`, serialized with that key's other attempts on every
+    instance: a transaction-level advisory lock on the key is held around the attempt (in a savepoint)
+    and, when it fails as a guess, around recording the failure in the same transaction. So each attempt
+    sees every failure recorded before it, and the limit holds however many arrive at once. (The
+    function's own writes roll back with its error: it cannot count its failure itself.)"""
+    start = time.perf_counter()
+    failed: asyncpg.PostgresError | None = None
+    try:
+        async with _attempts.hold(client_key), db.pool.acquire() as conn, conn.transaction():
+            if client_key is not None:
+                key = _LOCK_PREFIX + client_key
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
+            try:
+                async with conn.transaction():
+                    row: asyncpg.Record | None = await conn.fetchrow(sql, *args)
+            except asyncpg.PostgresError as exc:
+                failed = exc
+                if client_key is not None and exc.sqlstate in _GUESS_ERRORS:
+                    await conn.fetchval("SELECT hearth.record_pairing_failure($1)", client_key)
+    except asyncpg.PostgresError as exc:
+        failed = exc
+    finally:
+        db.metrics.db_call.labels(function).observe(time.perf_counter() - start)
+    if failed is not None:
+        error = from_postgres(failed)
+        if error is None:
+            raise failed
+        raise error from None
+    assert row is not None
+    return row
+
+
 async def pair(request: Request) -> Response:
     claims = claims_of(request)
     body = await read_body(request, {"code": str})
@@ -107,24 +150,42 @@ async def pair(request: Request) -> Response:
         raise HearthError("HT400", "code is required")
     state = _state(request)
     client_key = request.client.host if request.client else None
-    async with _attempts.hold(client_key):
-        try:
-            row = await state.db.fetchrow(
-                "pair_controller",
-                "SELECT * FROM hearth.pair_controller($1, $2, $3)",
-                body["code"],
-                claims.identity_id,
-                client_key,
-            )
-        except HearthError as exc:
-            if exc.code in _GUESS_ERRORS:
-                # pair_controller's own writes roll back with its error: count the failure separately,
-                # before the next attempt from this address may check.
-                await state.db.fetchval(
-                    "record_pairing_failure", "SELECT hearth.record_pairing_failure($1)", client_key
-                )
-            raise
-    assert row is not None
+    row = await _guarded(
+        state.db,
+        "pair_controller",
+        "SELECT * FROM hearth.pair_controller($1, $2, $3)",
+        client_key,
+        body["code"],
+        claims.identity_id,
+        client_key,
+    )
+    session_id, participant_id = row["session_id"], row["participant_id"]
+    return JSONResponse(
+        {
+            "session_id": str(session_id),
+            "participant_id": str(participant_id),
+            "token": _issue(request, tokens.Claims(claims.identity_id, session_id, participant_id)),
+        }
+    )
+
+
+async def join_by_code(request: Request) -> Response:
+    """POST /v1/join: a room's code, as secret as a display's (same limit); a display's code is unknown."""
+    claims = claims_of(request)
+    body = await read_body(request, {"code": str})
+    if "code" not in body:
+        raise HearthError("HT400", "code is required")
+    state = _state(request)
+    client_key = request.client.host if request.client else None
+    row = await _guarded(
+        state.db,
+        "join_by_code",
+        "SELECT * FROM hearth.join_by_code($1, $2, $3)",
+        client_key,
+        body["code"],
+        claims.identity_id,
+        client_key,
+    )
     session_id, participant_id = row["session_id"], row["participant_id"]
     return JSONResponse(
         {
@@ -337,4 +398,5 @@ routes = [
     Route("/v1/displays", register_display, methods=["POST"]),
     Route("/v1/displays/{session_id}/events", display_events, methods=["GET"]),
     Route("/v1/pair", pair, methods=["POST"]),
+    Route("/v1/join", join_by_code, methods=["POST"]),
 ]

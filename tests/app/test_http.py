@@ -43,6 +43,15 @@ async def api(pair: list[Instance]) -> AsyncIterator[Api]:
 pytestmark = pytest.mark.usefixtures("no_server_tracebacks")
 
 
+@pytest.fixture(autouse=True)
+async def no_failed_guesses(superuser: asyncpg.Connection) -> AsyncIterator[None]:
+    """Every client here is 127.0.0.1, and wrong codes on /v1/join and /v1/pair count against that
+    address: one test's guesses must not rate-limit another's."""
+    await superuser.execute("DELETE FROM hearth_data.pairing_failures")
+    yield
+    await superuser.execute("DELETE FROM hearth_data.pairing_failures")
+
+
 def assert_error(response: httpx.Response, status: int, code: str) -> str:
     """The SPEC error shape with this status and code; returns the message."""
     assert response.status_code == status, response.text

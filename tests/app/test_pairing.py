@@ -10,6 +10,7 @@ an empty pairing_failures table, so failed guesses of one test never limit anoth
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import time
@@ -23,6 +24,7 @@ import httpx
 import pytest
 
 from app import tokens
+from app.errors import HearthError
 from tests.app.harness import SECRET, Api, Instance, Ws, bearer
 
 CODE_RE = re.compile(r"^[2-9A-HJKMNP-Z]{6}$")
@@ -670,3 +672,106 @@ async def test_parallel_wrong_guesses_cannot_outrun_the_limit(
         assert await failures(superuser, "127.0.0.5") == 10
     finally:
         await guesser.close()
+
+
+async def test_parallel_wrong_guesses_on_two_instances_cannot_outrun_the_limit(
+    pair: list[Instance], superuser: asyncpg.Connection
+) -> None:
+    """The same, through both instances at once: one address's attempts are serialized across every
+    instance (before, each instance ran one at a time, so two ran at once and more than 10 were tried)."""
+    guessers = [await from_address(instance, "127.0.0.6") for instance in pair]
+    try:
+        tokens_ = [await controller_token(g) for g in guessers]
+        answers = await asyncio.gather(
+            *(pair_code(g, t, "ZZZZZZ") for _ in range(20) for g, t in zip(guessers, tokens_, strict=True))
+        )
+        statuses = sorted(r.status_code for r in answers)
+        assert statuses == [404] * 10 + [429] * 30, statuses
+        assert await failures(superuser, "127.0.0.6") == 10
+    finally:
+        for g in guessers:
+            await g.close()
+
+
+async def join_code(api: Api, token: str, code: str) -> httpx.Response:
+    return await api.http.post("/v1/join", json={"code": code}, headers=bearer(token))
+
+
+async def test_join_by_code_cannot_take_a_waiting_display(
+    pair: list[Instance], superuser: asyncpg.Connection
+) -> None:
+    """The audit's pairing_bypass.py: POST /v1/join seated an intruder in a display's pairing session (no
+    failure counted, no session.paired) and the real controller then got 409. A display's code now
+    answers as an unknown code does, and counts as a failed guess."""
+    intruder = await from_address(pair[0], "127.0.0.7")
+    try:
+        d = await display(intruder)
+        unknown = await join_code(intruder, await controller_token(intruder), "ZZZZZZ")
+        taken = await join_code(intruder, await controller_token(intruder), d["code"])
+        assert_error(taken, 404, "HT404")
+        as_unknown = unknown.json()["error"]["message"].replace("ZZZZZZ", d["code"])
+        assert taken.json()["error"]["message"] == as_unknown
+        assert await failures(superuser, "127.0.0.7") == 2
+        r = await pair_code(intruder, await controller_token(intruder, "real"), d["code"])
+        assert r.status_code == 200, r.text
+    finally:
+        await intruder.close()
+
+
+async def test_failed_join_codes_count_against_the_pairing_limit(
+    pair: list[Instance], superuser: asyncpg.Connection
+) -> None:
+    """A room's code is a secret too: wrong codes on POST /v1/join count against the same per-address
+    limit as pairing, so guessing cannot move from one route to the other."""
+    guesser = await from_address(pair[1], "127.0.0.8")
+    try:
+        _, owner = await guesser.identity("owner")
+        room = await guesser.session(owner)
+        token = await controller_token(guesser)
+        for _ in range(5):
+            assert_error(await join_code(guesser, token, "ZZZZZZ"), 404, "HT404")
+            assert_error(await pair_code(guesser, token, "ZZZZZZ"), 404, "HT404")
+        assert await failures(superuser, "127.0.0.8") == 10
+        assert_error(await join_code(guesser, token, room["code"]), 429, "HT429")
+        assert_error(await pair_code(guesser, token, "ZZZZZZ"), 429, "HT429")
+        assert await failures(superuser, "127.0.0.8") == 10
+    finally:
+        await guesser.close()
+
+
+async def test_the_database_lock_alone_serializes_one_address(
+    app_db: str, superuser: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """30 attempts at once from one address through 30 pools, as if through 30 instances, with the
+    per-instance queue switched off: the advisory lock on the address in the database is what lets
+    exactly pairing_max_failures (10) be tried."""
+    from app import pairing
+    from app.db import Database
+    from app.metrics import Metrics
+
+    class _NoQueue:
+        @contextlib.asynccontextmanager
+        async def hold(self, key: str | None) -> AsyncIterator[None]:
+            yield
+
+    monkeypatch.setattr(pairing, "_attempts", _NoQueue())
+    identity_id = await superuser.fetchval("SELECT hearth.create_identity('guesser')")
+    pools = [await Database.open(app_db, Metrics(), min_size=1, max_size=1) for _ in range(30)]
+    try:
+
+        async def attempt(db: Database) -> str:
+            try:
+                await pairing._guarded(
+                    db, "pair_controller", "SELECT * FROM hearth.pair_controller($1, $2, $3)", "10.9.9.9",
+                    "ZZZZZZ", identity_id, "10.9.9.9",
+                )
+            except HearthError as exc:
+                return exc.code
+            return "paired"
+
+        codes = sorted(await asyncio.gather(*(attempt(db) for db in pools)))
+    finally:
+        for db in pools:
+            await db.close()
+    assert codes == ["HT404"] * 10 + ["HT429"] * 20, codes
+    assert await failures(superuser, "10.9.9.9") == 10

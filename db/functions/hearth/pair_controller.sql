@@ -3,7 +3,10 @@
 -- stops expiring; session.paired is emitted. Codes are matched case-insensitively.
 -- HT400 malformed code (6 symbols from 2-9, A-Z without I, L, O), HT404 unknown code, HT410 expired
 -- or ended, HT409 already paired (not a failed guess), HT429 when p_client_key has
--- pairing_max_failures failures in the last 10 minutes (see record_pairing_failure).
+-- pairing_max_failures failures in the last 10 minutes. A raised HT400/HT404/HT410 rolls back this
+-- function's writes, so the caller counts the failure in its own transaction (record_pairing_failure),
+-- one client key's attempts serialized across every instance (the app holds an advisory lock on the key
+-- around both). A DBA calling pair_controller directly is not counted.
 CREATE OR REPLACE FUNCTION hearth.pair_controller(
     p_code text,
     p_identity_id uuid,
@@ -55,7 +58,7 @@ BEGIN
     IF v_display IS NULL THEN
         RAISE EXCEPTION 'the display of code % has gone', v_code USING ERRCODE = 'HT410';
     END IF;
-    v_controller := hearth.join_session(v_session.session_id, p_identity_id, 'controller', p_now);
+    v_controller := hearth_data.join_participant(v_session.session_id, p_identity_id, 'controller', p_now);
     IF v_controller = v_display THEN
         RAISE EXCEPTION 'a display cannot pair with itself' USING ERRCODE = 'HT409';
     END IF;
@@ -70,6 +73,7 @@ $$;
 
 COMMENT ON FUNCTION hearth.pair_controller(text, uuid, text, timestamptz) IS
     'Pairs a controller with the display showing a code (one winner); emits session.paired. '
-    'HT400 malformed, HT404 unknown, HT410 expired, HT409 already paired, HT429 rate limited.';
+    'HT400 malformed, HT404 unknown, HT410 expired, HT409 already paired, HT429 rate limited. '
+    'The app counts failed guesses (record_pairing_failure); direct DBA calls are not counted.';
 REVOKE ALL ON FUNCTION hearth.pair_controller(text, uuid, text, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hearth.pair_controller(text, uuid, text, timestamptz) TO hearth_app;

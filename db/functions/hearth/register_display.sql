@@ -25,7 +25,7 @@ BEGIN
                                  COALESCE(p_ttl, hearth_data.setting_interval('pairing_ttl')));
     RETURN QUERY
     SELECT v_session.session_id, v_session.code,
-           hearth.join_session(v_session.session_id, p_identity_id, 'display'),
+           hearth_data.join_participant(v_session.session_id, p_identity_id, 'display', now()),
            v_session.expires_at;
 END
 $$;

@@ -3,6 +3,8 @@
 -- cluster may use it.
 DROP FUNCTION hearth.event_frames(uuid[], bigint[], integer);
 DROP FUNCTION hearth_data.expiry_reason(text, text, timestamptz, timestamptz);
+DROP FUNCTION hearth.join_by_code(text, uuid, text, timestamptz);
+DROP FUNCTION hearth_data.join_participant(uuid, uuid, text, timestamptz);
 CREATE INDEX events_created_at_idx ON hearth_data.events (created_at);
 DROP INDEX hearth_data.events_emitted_at_idx;
 ALTER TABLE hearth_data.events DROP COLUMN emitted_at;
