@@ -69,6 +69,24 @@ async def session_for_two(conn: asyncpg.Connection, kind: str) -> tuple[uuid.UUI
     return await session(conn, kind, metadata=metadata), identities
 
 
+async def display(
+    conn: asyncpg.Connection, ttl: timedelta | None = None
+) -> tuple[uuid.UUID, uuid.UUID, str]:
+    """A waiting display (register_display, a new identity): its pairing session, participant and code.
+    A pairing session is entered only this way and by pair_controller."""
+    row = await conn.fetchrow("SELECT * FROM hearth.register_display(hearth.create_identity(), $1)", ttl)
+    assert row is not None
+    return row["session_id"], row["participant_id"], row["code"]
+
+
+async def paired(conn: asyncpg.Connection) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    """A display and a controller paired: the session and their two participants."""
+    s, display_pid, code = await display(conn)
+    row = await conn.fetchrow("SELECT * FROM hearth.pair_controller($1, hearth.create_identity())", code)
+    assert row is not None
+    return s, [display_pid, row["participant_id"]]
+
+
 async def join(
     conn: asyncpg.Connection,
     session_id: uuid.UUID,

@@ -9,6 +9,7 @@ import asyncpg
 from tests.conftest import raises_sqlstate
 from tests.db.helpers import (
     db_now,
+    display,
     events,
     leave,
     member,
@@ -21,8 +22,8 @@ from tests.db.helpers import (
 
 
 async def _ended(db: asyncpg.Connection) -> uuid.UUID:
-    s = await session(db, "pairing")
-    assert await leave(db, await member(db, s))
+    s, pid, _ = await display(db)
+    assert await leave(db, pid)
     return s
 
 

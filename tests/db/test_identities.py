@@ -8,6 +8,7 @@ import asyncpg
 
 from tests.db.helpers import (
     db_now,
+    display,
     events,
     identity,
     join,
@@ -173,8 +174,7 @@ async def test_cleanup_of_the_last_one_in_a_pairing_session_ends_it(
     db: asyncpg.Connection, admin: asyncpg.Connection
 ) -> None:
     t0 = await db_now(db)
-    s = await session(db, "pairing", idle_timeout=minutes(600))
-    await join(db, s, await identity(db), now=t0)
+    s, _, _ = await display(db, ttl=minutes(600))
     assert await db.fetchval(CLEANUP, t0 + minutes(31)) == 1
     assert [e["type"] for e in await events(db, s)] == ["presence.join", "presence.leave", "session.ended"]
     stored = await session_row(admin, s)

@@ -11,6 +11,7 @@ import asyncpg
 
 from tests.db.helpers import (
     db_now,
+    display,
     events,
     identity,
     join,
@@ -62,8 +63,8 @@ async def test_listener_receives_every_event_type(db: asyncpg.Connection, db_url
         await post(db, alice, {"text": "hi"})
         await signal(db, alice, bob, "offer", {"type": "offer", "sdp": "v=0"})
         assert await leave(db, bob, now=t0 + seconds(1))
-        pairing = await session(db, "pairing")
-        assert await leave(db, await member(db, pairing))
+        pairing, display_pid, _ = await display(db)
+        assert await leave(db, display_pid)
         assert await db.fetchval("SELECT hearth.expire_sessions($1)", t0 + minutes(61)) == 1
         frames = _parse_at(await heard.drain())
 

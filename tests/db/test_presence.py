@@ -15,6 +15,7 @@ from tests.db.helpers import (
     leave,
     member,
     minutes,
+    paired,
     seconds,
     session,
     session_for_two,
@@ -230,10 +231,13 @@ async def test_sweep_presence_across_sessions(db: asyncpg.Connection) -> None:
 async def test_sweep_presence_ends_an_emptied_pairing_or_match_session(
     db: asyncpg.Connection, admin: asyncpg.Connection, kind: str
 ) -> None:
-    s, (i1, i2) = await session_for_two(db, kind)
     t0 = await db_now(db)
-    await join(db, s, i1, now=t0)
-    await join(db, s, i2, now=t0)
+    if kind == "pairing":
+        s, _ = await paired(db)
+    else:
+        s, (i1, i2) = await session_for_two(db, kind)
+        await join(db, s, i1, now=t0)
+        await join(db, s, i2, now=t0)
     assert await db.fetchval("SELECT hearth.sweep_presence(NULL, $1)", t0 + minutes(2)) == 2
     found = await events(db, s)
     assert [e["type"] for e in found][-3:] == ["presence.leave", "presence.leave", "session.ended"]

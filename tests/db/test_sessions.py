@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import raises_sqlstate
 from tests.db.helpers import (
     db_now,
+    display,
     events,
     identity,
     join,
@@ -19,6 +20,7 @@ from tests.db.helpers import (
     leave,
     member,
     minutes,
+    paired,
     session,
     session_for_two,
     session_row,
@@ -189,11 +191,10 @@ async def test_join_expired_or_due_session_is_ht410(db: asyncpg.Connection) -> N
 
 
 async def test_join_ended_session_is_ht410(db: asyncpg.Connection) -> None:
-    s = await session(db, "pairing")
-    pid = await member(db, s)
-    assert await leave(db, pid)
+    s, (first, second) = await session_for_two(db, "match")
+    assert await leave(db, await join(db, s, first))
     async with raises_sqlstate("HT410"):
-        await member(db, s)
+        await join(db, s, second)
 
 
 async def test_join_ttl_session_is_refused_after_its_ttl(db: asyncpg.Connection) -> None:
@@ -205,7 +206,7 @@ async def test_join_ttl_session_is_refused_after_its_ttl(db: asyncpg.Connection)
 
 
 @pytest.mark.parametrize(
-    ("kind", "status_after_join"), [("room", "active"), ("match", "active"), ("pairing", "waiting")]
+    ("kind", "status_after_join"), [("room", "active"), ("match", "active")]
 )
 async def test_session_becomes_active_at_first_join(
     db: asyncpg.Connection, admin: asyncpg.Connection, kind: str, status_after_join: str
@@ -216,6 +217,23 @@ async def test_session_becomes_active_at_first_join(
     await join(db, s, identities[0])
     stored = await session_row(admin, s)
     assert stored is not None and stored["status"] == status_after_join
+
+
+async def test_a_pairing_session_is_entered_only_by_its_display_and_pair_controller(
+    db: asyncpg.Connection, admin: asyncpg.Connection
+) -> None:
+    """The audit's pairing_bypass.py: join_session (and session_by_code, the join-by-code path) took a
+    waiting display's session, uncounted, without session.paired; the real controller then got HT409."""
+    s, _, code = await display(db)
+    async with raises_sqlstate("HT403"):
+        await member(db, s)
+    async with raises_sqlstate("HT404"):
+        await db.fetchval("SELECT hearth.session_by_code($1)", code)
+    async with raises_sqlstate("HT404"):
+        await db.fetch("SELECT * FROM hearth.join_by_code($1, hearth.create_identity())", code)
+    stored = await session_row(admin, s)
+    assert stored is not None and stored["status"] == "waiting"
+    assert await db.fetchrow("SELECT * FROM hearth.pair_controller($1, hearth.create_identity())", code)
 
 
 async def test_join_is_session_activity(db: asyncpg.Connection, admin: asyncpg.Connection) -> None:
@@ -271,8 +289,11 @@ async def test_leave_unknown_participant_is_ht404(db: asyncpg.Connection) -> Non
 async def test_last_leaving_a_pairing_or_match_session_ends_it(
     db: asyncpg.Connection, admin: asyncpg.Connection, kind: str
 ) -> None:
-    s, identities = await session_for_two(db, kind)
-    p1, p2 = await join(db, s, identities[0]), await join(db, s, identities[1])
+    if kind == "pairing":
+        s, (p1, p2) = await paired(db)
+    else:
+        s, identities = await session_for_two(db, kind)
+        p1, p2 = await join(db, s, identities[0]), await join(db, s, identities[1])
     t0 = await db_now(db)
     assert await leave(db, p1, now=t0)
     stored = await session_row(admin, s)
@@ -343,8 +364,8 @@ async def test_check_session_expiry_ttl(db: asyncpg.Connection) -> None:
 
 
 async def test_check_session_expiry_closed_sessions(db: asyncpg.Connection) -> None:
-    ended = await session(db, "pairing")
-    assert await leave(db, await member(db, ended))
+    ended, display_pid, _ = await display(db)
+    assert await leave(db, display_pid)
     expired = await session(db)
     t0 = await db_now(db)
     await db.fetchval("SELECT hearth.expire_sessions($1)", t0 + minutes(61))
@@ -415,10 +436,9 @@ async def test_expire_by_ttl(db: asyncpg.Connection, admin: asyncpg.Connection) 
 
 
 async def test_expire_waiting_pairing_session_is_a_pairing_timeout(db: asyncpg.Connection) -> None:
-    s = await session(db, "pairing", ttl=minutes(10))
-    display = await member(db, s)
+    s, display_pid, _ = await display(db, ttl=minutes(10))
     t0 = await db_now(db)
-    await touch(db, [display], t0 + minutes(9))
+    await touch(db, [display_pid], t0 + minutes(9))
     assert await db.fetchval("SELECT hearth.expire_sessions($1)", t0 + minutes(11)) == 1
     found = await events(db, s)
     assert found[-1]["type"] == "session.expired"
@@ -450,8 +470,8 @@ async def test_session_stats(db: asyncpg.Connection) -> None:
     await session(db)  # waiting: nobody joined
     short = await session(db, idle_timeout=minutes(1))  # expired below
     await member(db, short, now=t0)
-    ended = await session(db, "pairing")
-    assert await leave(db, await member(db, ended))
+    _, display_pid, _ = await display(db)  # ended below
+    assert await leave(db, display_pid)
     due = await session(db, idle_timeout=minutes(5))  # open, but due at t0 + 10 min
     await member(db, due, now=t0)
     assert await db.fetchval("SELECT hearth.expire_sessions($1)", t0 + minutes(2)) == 1
