@@ -181,14 +181,15 @@ def plan_of(notices: list[str], marker: str) -> str:
 
 
 def touch_plan_check(plan: str) -> dict[str, bool]:
-    """Does touch lock presence rows in participant_id order (LockRows above a Sort on it), then update
-    the locked rows through presence_pkey, without a sequential scan of presence?"""
-    locked_part = plan.split("CTE seen", 1)[0]
+    """Does touch find presence rows by a plain index scan of presence_pkey with the id array (a forward
+    btree scan visits the ids in order, so rows are locked in participant_id order), never a sequential
+    or bitmap scan (heap order)?"""
+    seen_part = plan.split("CTE refreshed", 1)[0]
     return {
-        "locks after sorting by participant_id": bool(
-            re.search(r"LockRows[^\n]*\n(?:\s*Buffers[^\n]*\n)?\s*->  Sort[^\n]*\n"
-                      r"\s*Sort Key: p\.participant_id", locked_part)),
-        "probes presence_pkey": "presence_pkey" in plan.split("CTE refreshed", 1)[0],
+        "index scan of presence_pkey with the id array": bool(
+            re.search(r"Index Scan using presence_pkey on presence[^\n]*\n(?:\s*Buffers[^\n]*\n)?"
+                      r"\s*Index Cond: \(participant_id = ANY", seen_part)),
+        "no bitmap scan of presence": "Bitmap Heap Scan on presence" not in seen_part,
         "no sequential scan of presence": "Seq Scan on presence" not in plan,
     }
 
@@ -262,7 +263,7 @@ async def bench_touch(cluster: LocalCluster, seconds: float, rounds: int, sync_c
         batch = per_conn[0][0]
         for _ in range(6):
             await admin.fetchval(TOUCH_SQL, batch)
-        touch_plan = plan_of(await nested_plans(admin, TOUCH_SQL, batch), "WITH locked AS")
+        touch_plan = plan_of(await nested_plans(admin, TOUCH_SQL, batch), "WITH seen AS")
         # The workload's prepared statement runs the generic plan from its sixth execution on.
         await admin.execute("VACUUM ANALYZE bench.t")
         await admin.execute("SET plan_cache_mode = force_generic_plan")

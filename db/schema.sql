@@ -16,8 +16,10 @@
 --     participant_id order (a function that handles several sessions locks the presence of all of them
 --     before the first is changed); a match session's match row; the match's two identities in
 --     identity_id order. A match is never locked before its session.
---  5. touch() locks presence rows in participant_id order explicitly (SELECT ... ORDER BY ... FOR
---     UPDATE: a join's plan does not order its locks) and sessions only with SKIP LOCKED.
+--  5. touch() locks presence rows in participant_id order: it finds them only through an index scan of
+--     presence_pkey with the id array (its SET clauses rule out other scans; a forward btree scan visits
+--     the ids in order), never through a join, whose plan would decide the order. Sessions only with
+--     SKIP LOCKED.
 
 -- Roles: hearth_app (the app: EXECUTE on the API), hearth_admin (DBAs: also SELECT on hearth_data, and
 -- set_setting), hearth_owner (owns everything below; NOLOGIN, no superuser, member of nothing, so a

@@ -124,7 +124,7 @@ async def test_api_functions_are_security_definer_with_a_safe_search_path_and_do
     for f in functions:
         assert f["prokind"] == "f", f["signature"]
         assert f["prosecdef"] is True, f["signature"]
-        assert f["proconfig"] == ["search_path=pg_catalog, pg_temp"], f["signature"]
+        assert f["proconfig"][0] == "search_path=pg_catalog, pg_temp", f["signature"]
         assert f["comment"] and len(f["comment"]) > 20, f["signature"]
 
 

@@ -13,6 +13,8 @@ RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET enable_seqscan = off
+SET enable_bitmapscan = off
 AS $$
 DECLARE
     v_count integer;
@@ -23,19 +25,15 @@ BEGIN
         PERFORM hearth_data.require(false, 'at most 10000 participant ids per call');
     END IF;
 
-    -- Lock first, explicitly in participant_id order (db/schema.sql's lock order): the Sort sits below
-    -- LockRows whatever the scan. An ORDER BY inside the UPDATE's FROM would not order its locks: a hash
-    -- join visits presence in heap order.
-    WITH locked AS MATERIALIZED (
-        SELECT p.participant_id FROM hearth_data.presence p
-         WHERE p.participant_id = ANY (p_participant_ids)
-         ORDER BY p.participant_id
-           FOR UPDATE
-    ), seen AS (
+    -- Presence rows are found through presence_pkey with the id array, and only so (the SET clauses
+    -- above rule out sequential and bitmap scans): a forward btree scan sorts the array and visits the
+    -- ids in index order, so rows are locked in participant_id order whatever the batch (db/schema.sql's
+    -- lock order). A join on the ids would not: its plan decides the order (a hash join visits presence in
+    -- heap order). One pass, no separate locking pass: the heartbeat's cost stays near a bare UPDATE's.
+    WITH seen AS (
         UPDATE hearth_data.presence p
            SET last_seen_at = p_now
-          FROM locked
-         WHERE p.participant_id = locked.participant_id
+         WHERE p.participant_id = ANY (p_participant_ids)
         RETURNING p.session_id
     ), refreshed AS (
         UPDATE hearth_data.sessions s
