@@ -286,9 +286,13 @@ async def _settled(
 
 async def _read_events(request: Request, session_id: uuid.UUID, after: int) -> list[Event]:
     rows = await _state(request).db.fetch(
-        "events_since", "SELECT * FROM hearth.events_since($1, $2, $3)", session_id, after, END_EVENTS
+        "event_frames",
+        "SELECT * FROM hearth.event_frames($1, $2, $3)",
+        [session_id],
+        [after],
+        END_EVENTS,
     )
-    return [Event.from_row(str(session_id), False, row) for row in rows]
+    return [Event.from_row(row) for row in rows]
 
 
 async def _follow(

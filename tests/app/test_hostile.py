@@ -542,7 +542,7 @@ async def test_display_events_answer_from_the_session_state_not_by_replaying_its
         "SELECT hearth.post_message($1, $2::jsonb) FROM generate_series(1, 1500)", controller, body
     )
     path = f"/v1/displays/{d['session_id']}/events"
-    reads = 'hearth_db_call_seconds_count{function="events_since"}'
+    reads = 'hearth_db_call_seconds_count{function="event_frames"}'
     answers: list[httpx.Response] = []
     async with Watch(edge, "long polls of a paired display, 10 at once for 3 s, 45 MB since") as watch:
         before = await metric(edge, reads)
