@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
+import uuid
 
 import asyncpg
 
-from app.events import Event
 from tests.app.harness import Api, Instance, Ws
 
 
@@ -86,36 +84,31 @@ async def test_signal_reaches_only_its_target_across_instances(
         await ws.close()
 
 
-async def test_an_event_read_from_the_table_is_the_text_it_was_notified_as(
-    superuser: asyncpg.Connection,
+async def test_a_live_frame_and_its_replay_are_the_same_text(
+    pair: list[Instance], api_a: Api, api_b: Api, superuser: asyncpg.Connection
 ) -> None:
-    # A frame reaches a client live (its NOTIFY text) or from the table (a resume, a display's answer
-    # given before): the same event must read the same. PostgreSQL writes no trailing zeros in a
-    # timestamp's fraction; the table's frames used to carry six digits.
-    await superuser.execute("SET TimeZone = 'UTC'")
-    await superuser.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-    notified: list[str] = []
-
-    def listen(*args: Any) -> None:
-        notified.append(args[3])
-
-    await superuser.add_listener("hearth_events", listen)
-    try:
-        session_id = (await superuser.fetchrow("SELECT * FROM hearth.create_session()"))["session_id"]
-        for micros in (250000, 100000, 123456, 120, 0):
-            identity = await superuser.fetchval("SELECT hearth.create_identity('x')")
-            await superuser.execute(
-                "SELECT hearth.join_session($1, $2, 'member',"
-                " date_trunc('second', now()) + $3 * interval '1 microsecond')",
-                session_id,
-                identity,
-                micros,
-            )
-        await superuser.execute("SELECT 1")  # notifications are delivered between queries
-        rows = await superuser.fetch("SELECT * FROM hearth.events_since($1, 0)", session_id)
-    finally:
-        await superuser.remove_listener("hearth_events", listen)
-    stored = [json.loads(Event.from_row(str(session_id), False, row).text) for row in rows]
-    live = [json.loads(text) for text in notified if json.loads(text).get("session_id") == str(session_id)]
-    assert len(stored) == len(live) == 5
-    assert [frame["at"] for frame in stored] == [frame["at"] for frame in live]
+    # A frame reaches a client live or replayed (a resume with after): both come from the events
+    # table, so the same event reads the same, timestamps included (PostgreSQL writes no trailing
+    # zeros in a fraction; a frame rebuilt elsewhere once carried six digits).
+    _alice, alice_token = await api_a.identity("alice")
+    session = await api_a.session(alice_token, name="room")
+    _pid, session_token = await api_a.join(session["session_id"], alice_token)
+    live_ws = await Ws.open(pair[0], session_token)
+    welcome = await live_ws.next()
+    for micros in (250000, 100000, 123456, 120, 0):
+        identity = await superuser.fetchval("SELECT hearth.create_identity('x')")
+        await superuser.execute(
+            "SELECT hearth.join_session($1, $2, 'member',"
+            " date_trunc('second', now()) + $3 * interval '1 microsecond')",
+            uuid.UUID(session["session_id"]),
+            identity,
+            micros,
+        )
+    live = [await live_ws.until_type("presence.join") for _ in range(5)]
+    replay_ws = await Ws.open(pair[1], session_token, after=welcome["seq"])
+    await replay_ws.next()  # welcome
+    replayed = [await replay_ws.until_type("presence.join") for _ in range(5)]
+    assert replayed == live
+    assert len({frame["at"] for frame in live}) == 5
+    for ws in (live_ws, replay_ws):
+        await ws.close()
