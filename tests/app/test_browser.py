@@ -115,11 +115,12 @@ async def _pair_through_the_ui(
     await expect(code).to_have_text(CODE, timeout=WAIT_MS)
     qr = display.page.locator("#qr")
     await expect(qr).to_be_visible(timeout=WAIT_MS)
-    # The QR image was served and decoded as an image by the browser.
-    await display.page.wait_for_function(
-        "document.querySelector('#qr').complete && document.querySelector('#qr').naturalWidth > 0",
-        timeout=WAIT_MS,
-    )
+    # The QR image was served and decoded as an image by the browser. Not `wait_for_function`: the
+    # page's CSP forbids eval, and Playwright evaluates a string predicate with eval on every poll
+    # after the first, so it fails whenever the image is not ready at once. `complete` is also true
+    # for a broken image, so the width is read after it.
+    await expect(qr).to_have_js_property("complete", True, timeout=WAIT_MS)
+    assert await qr.evaluate("img => img.naturalWidth") > 0
     await expect(display.page.locator("#status")).to_contain_text("Waiting for a controller", timeout=WAIT_MS)
 
     if via_link:
