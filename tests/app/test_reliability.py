@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from tests.app.conftest import start_instances
@@ -71,6 +73,25 @@ async def _wait_for_messages(ws: Ws, count: int, timeout: float = 30.0) -> None:
     await ws.until(lambda f: len(ws.events("message")) >= count, timeout)
 
 
+async def _until_listening(instance: Instance, reconnects: int, timeout: float = 30.0) -> None:
+    """Wait until the instance's listener is up after exactly `reconnects` reconnections."""
+    wanted = {"hearth_listener_up": 1.0, "hearth_listener_reconnects_total": float(reconnects)}
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with httpx.AsyncClient(base_url=instance.base_url, timeout=5) as http:
+        while True:
+            text = (await http.get("/metrics")).text
+            seen = {name: _metric(text, name) for name in wanted}
+            if seen == wanted:
+                return
+            assert asyncio.get_running_loop().time() < deadline, f"{instance.name}: {seen}, wanted {wanted}"
+            await asyncio.sleep(0.02)
+
+
+def _metric(text: str, name: str) -> float | None:
+    found = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else None
+
+
 def _assert_exactly_once_in_order(ws: Ws, expected: list[int]) -> None:
     seqs = [e["seq"] for e in ws.events()]
     assert seqs == sorted(set(seqs)), "events repeated or out of order"
@@ -108,18 +129,15 @@ async def test_listener_killed_while_messages_flow(
     await ws_b.until_type("welcome")
 
     producer = asyncio.create_task(_produce(app_db, pid_a, 300))
-    listeners = (
-        "SELECT count(*) FROM pg_stat_activity "
-        "WHERE application_name LIKE 'hearth-listener%' AND datname = current_database()"
-    )
-    for _ in range(3):
-        for _ in range(200):  # both listeners are back (they reconnect with backoff)
-            if await sql.fetchval(listeners) == 2:
-                break
-            await asyncio.sleep(0.02)
+    for kills in range(3):
+        # Both listeners are back (they reconnect with backoff) and listening: as the instances see it.
+        for instance in pair:
+            await _until_listening(instance, reconnects=kills)
         await asyncio.sleep(0.1)
+        # pg_terminate_backend(pid) only signals: the backend stays in pg_stat_activity until it has
+        # exited. With a timeout it waits for the exit, so the next round never counts a dying listener.
         killed = await sql.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 10000)) FROM pg_stat_activity "
             "WHERE application_name LIKE 'hearth-listener%' AND datname = current_database()"
         )
         assert killed == 2
@@ -130,8 +148,7 @@ async def test_listener_killed_while_messages_flow(
         await _wait_for_messages(ws, 300)
         _assert_exactly_once_in_order(ws, expected)
     for instance in pair:
-        metrics = (await Api(instance).http.get("/metrics")).text
-        assert "hearth_listener_reconnects_total 3.0" in metrics
+        await _until_listening(instance, reconnects=3)
         ready = await Api(instance).http.get("/readyz")
         assert ready.status_code == 200
 
