@@ -1,12 +1,15 @@
-"""The `hearth` command: dev, migrate, serve, sql."""
+"""The `hearth` command: dev, migrate, serve, sql, jobs."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import secrets
+import shlex
 import sys
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from app import migrate
 from app.cluster import LocalCluster
@@ -57,7 +60,9 @@ def _dev(args: argparse.Namespace) -> int:
             "HEARTH_ADMIN_TOKEN": os.environ.get("HEARTH_ADMIN_TOKEN") or _dev_secret(base / "admin-token"),
         }
         settings = Settings.from_env(env)
-        print(f"Hearth dev database: {url}  (psql: HEARTH_DATABASE_URL={url} hearth sql)", flush=True)
+        print(f"Hearth dev database: {url}", flush=True)
+        print("To reach it from another shell (hearth sql, hearth jobs), run there:", flush=True)
+        print(f"  export HEARTH_DATABASE_URL={shlex.quote(url)}", flush=True)
         print(f"Hearth dev app: http://{settings.host}:{settings.port}/  (Ctrl-C stops both)", flush=True)
         print(f"Open {demo_url(settings.host, settings.port)} for the demo", flush=True)
         uvicorn.run(**uvicorn_config(create_app(settings), settings))
@@ -75,7 +80,10 @@ def _database_url() -> str:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    migrate.upgrade(_database_url(), args.revision)
+    if args.sql:
+        migrate.render_sql(args.revision, cron=os.environ.get("HEARTH_CRON", "on") != "off")
+    else:
+        migrate.upgrade(_database_url(), args.revision)
     return 0
 
 
@@ -89,24 +97,61 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sql(args: argparse.Namespace) -> int:
-    os.execvp("psql", ["psql", _database_url(), *args.psql_args])
+def psql_command(url: str, psql_args: list[str]) -> tuple[list[str], dict[str, str]]:
+    """psql's argv and environment for `url`: the password travels in PGPASSWORD, never on a command
+    line (where `ps` shows it)."""
+    parts = urlsplit(url)
+    env = dict(os.environ)
+    if parts.password is not None:
+        env["PGPASSWORD"] = unquote(parts.password)
+        host = parts.netloc.rpartition("@")[2]
+        user = parts.netloc.rpartition("@")[0].partition(":")[0]
+        parts = parts._replace(netloc=f"{user}@{host}")
+    args = psql_args[1:] if psql_args[:1] == ["--"] else psql_args
+    return ["psql", "--dbname", urlunsplit(parts), *args], env
+
+
+def _sql(psql_args: list[str]) -> int:
+    argv, env = psql_command(_database_url(), psql_args)
+    try:
+        os.execvpe("psql", argv, env)
+    except FileNotFoundError:
+        sys.exit("hearth sql: psql is not installed (Debian: apt-get install postgresql-client)")
+    return 1  # not reached: exec replaced this process
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("hearth")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sql"]:
+        # Everything after `sql` is psql's, options included (argparse would take them for its own).
+        return _sql(argv[1:])
     parser = argparse.ArgumentParser(prog="hearth", description="Postgres-centric realtime sessions")
+    parser.add_argument("--version", action="version", version=f"hearth {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     dev = sub.add_parser("dev", help="run an embedded PostgreSQL with pg_cron under ./.hearth, migrated")
     dev.add_argument("--dir", default=".hearth", help="where the embedded cluster lives (default ./.hearth)")
     dev.set_defaults(func=_dev)
     mig = sub.add_parser("migrate", help="upgrade HEARTH_DATABASE_URL to head")
-    mig.add_argument("revision", nargs="?", default="head")
+    mig.add_argument(
+        "revision", nargs="?", default="head", help="head (default), a revision, or FROM:TO with --sql"
+    )
+    mig.add_argument(
+        "--sql",
+        action="store_true",
+        help="print the upgrade as SQL for review instead of running it (no database needed)",
+    )
     mig.set_defaults(func=_migrate)
     serve = sub.add_parser("serve", help="run the app against HEARTH_DATABASE_URL")
     serve.set_defaults(func=_serve)
-    sql = sub.add_parser("sql", help="psql into HEARTH_DATABASE_URL")
-    sql.add_argument("psql_args", nargs=argparse.REMAINDER)
-    sql.set_defaults(func=_sql)
+    # Listed for --help only: main() hands `sql` and what follows it to psql before parsing.
+    sub.add_parser("sql", help="psql into HEARTH_DATABASE_URL; the arguments after `sql` go to psql")
     args = parser.parse_args(argv)
     result: int = args.func(args)
     return result

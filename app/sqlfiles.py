@@ -1,5 +1,9 @@
 """The SQL under db/: the declared schema at head, and the frozen SQL of each migration.
 
+db/ is a package of data, installed as `app.sql` (pyproject.toml maps it): it is found here through
+importlib.resources, so the same code reads db/ in a checkout (an editable install) and app/sql/ in an
+installed wheel, from any working directory.
+
 - `db/schema.sql` (roles, schemas, tables, indexes, grants) and `db/functions/**.sql` (one function per
   file) declare the schema as it is at head.
 - Each revision `db/migrations/versions/NNNN_name.py` runs the SQL frozen beside it in
@@ -16,12 +20,21 @@ Every path under db/ is resolved here, and only here.
 
 from __future__ import annotations
 
+import importlib.resources
 import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
-DB_DIR = Path(__file__).resolve().parent.parent / "db"
+
+def _package_dir() -> Path:
+    found = importlib.resources.files("app.sql")
+    if not isinstance(found, Path):  # e.g. a zipped install: alembic and psql need real files
+        raise RuntimeError(f"Hearth's SQL must be installed as files, not inside {found}")
+    return found
+
+
+DB_DIR = _package_dir()
 FUNCTIONS_DIR = DB_DIR / "functions"
 MIGRATIONS_DIR = DB_DIR / "migrations"
 VERSIONS_DIR = MIGRATIONS_DIR / "versions"
