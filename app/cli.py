@@ -97,6 +97,13 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _jobs(args: argparse.Namespace) -> int:
+    from app import jobs
+
+    print(jobs.report(_database_url()), end="")
+    return 0
+
+
 def psql_command(url: str, psql_args: list[str]) -> tuple[list[str], dict[str, str]]:
     """psql's argv and environment for `url`: the password travels in PGPASSWORD, never on a command
     line (where `ps` shows it)."""
@@ -150,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     mig.set_defaults(func=_migrate)
     serve = sub.add_parser("serve", help="run the app against HEARTH_DATABASE_URL")
     serve.set_defaults(func=_serve)
+    jobs = sub.add_parser(
+        "jobs", help="Hearth's scheduled jobs (pg_cron's, or the app's own): schedule, last run, last result"
+    )
+    jobs.set_defaults(func=_jobs)
     # Listed for --help only: main() hands `sql` and what follows it to psql before parsing.
     sub.add_parser("sql", help="psql into HEARTH_DATABASE_URL; the arguments after `sql` go to psql")
     args = parser.parse_args(argv)

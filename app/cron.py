@@ -35,6 +35,17 @@ TRIM_JOB = (
 )
 
 
+# The database pg_cron lives in (NULL without pg_cron), for any role: cron.database_name can be read only by
+# superusers and members of pg_read_all_settings; other roles find pg_cron's scheduler in pg_stat_activity.
+DATABASE_SQL = """SELECT CASE
+    WHEN (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)
+         OR pg_catalog.pg_has_role('pg_read_all_settings', 'USAGE')
+    THEN pg_catalog.current_setting('cron.database_name', true)
+    ELSE (SELECT datname FROM pg_catalog.pg_stat_activity
+           WHERE application_name = 'pg_cron scheduler' LIMIT 1)
+END"""
+
+
 def job_name(dbname: str, name: str) -> str:
     return f"hearth.{dbname}.{name}"
 

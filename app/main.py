@@ -109,7 +109,10 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
             asyncio.create_task(matchmaking.run(), name="hearth-matchmaking"),
             asyncio.create_task(
                 Maintenance(
-                    settings.database_url.reveal(), settings.maintenance, scale=settings.maintenance_scale
+                    settings.database_url.reveal(),
+                    settings.maintenance,
+                    scale=settings.maintenance_scale,
+                    instance=settings.instance_id,
                 ).run(),
                 name="hearth-maintenance",
             ),

@@ -4,6 +4,9 @@ One instance per database leads: it holds a session-level advisory lock on a con
 and runs the same schedule as the pg_cron jobs. If that connection dies the lock goes with it and
 another instance takes over. Running them next to pg_cron would be harmless (the functions take their
 rows with SKIP LOCKED), only wasteful, so `auto` leads only when pg_cron is not loaded.
+
+Each run is recorded in the database (`hearth.record_maintenance_run`: the last run of each job, its result
+or error), where `hearth jobs` reads it.
 """
 
 from __future__ import annotations
@@ -12,30 +15,35 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import timedelta
 
 import asyncpg
+
+from app import cron
 
 log = logging.getLogger("hearth.maintenance")
 
 # pg_advisory_lock key: "hearth maintenance" as a stable 63-bit number.
 LOCK_KEY = 0x6865617274686D61
-# function call, period in seconds: the pg_cron schedule of revisions 0001 and 0003.
-SCHEDULE: list[tuple[str, float]] = [
-    ("SELECT hearth.expire_sessions()", 60),
-    ("SELECT hearth.sweep_presence()", 60),
-    ("SELECT hearth.cleanup_inactive_sessions()", 900),
-    ("SELECT hearth.cleanup_inactive_identities()", 900),
-    ("SELECT hearth.prune_events()", 900),
-    ("SELECT hearth.match_waiting(1000)", 60),
-    ("SELECT hearth.end_abandoned_matches()", 60),
+# job (pg_cron's name for it), function call, period in seconds: the pg_cron schedule of revisions 0001
+# and 0003.
+SCHEDULE: list[tuple[str, str, float]] = [
+    ("expire_sessions", "SELECT hearth.expire_sessions()", 60),
+    ("sweep_presence", "SELECT hearth.sweep_presence()", 60),
+    ("cleanup_inactive_sessions", "SELECT hearth.cleanup_inactive_sessions()", 900),
+    ("cleanup_inactive_identities", "SELECT hearth.cleanup_inactive_identities()", 900),
+    ("prune_events", "SELECT hearth.prune_events()", 900),
+    ("match_waiting", "SELECT hearth.match_waiting(1000)", 60),
+    ("end_abandoned_matches", "SELECT hearth.end_abandoned_matches()", 60),
 ]
 
 
 class Maintenance:
-    def __init__(self, url: str, mode: str = "auto", *, scale: float = 1.0) -> None:
+    def __init__(self, url: str, mode: str = "auto", *, scale: float = 1.0, instance: str = "") -> None:
         self._url = url
         self._mode = mode
         self._scale = scale  # tests shrink the schedule
+        self._instance = instance or "hearth"
         self.leading = False
 
     async def _wanted(self, conn: asyncpg.Connection) -> bool:
@@ -43,7 +51,7 @@ class Maintenance:
             return False
         if self._mode == "on":
             return True
-        return await conn.fetchval("SELECT current_setting('cron.database_name', true)") is None
+        return await conn.fetchval(cron.DATABASE_SQL) is None
 
     async def run(self) -> None:
         while True:
@@ -74,14 +82,34 @@ class Maintenance:
             await asyncio.sleep(5 * self._scale)
 
     async def _lead(self, conn: asyncpg.Connection) -> None:
-        due = {sql: 0.0 for sql, _ in SCHEDULE}
+        due = {job: 0.0 for job, _, _ in SCHEDULE}
         while True:
             now = time.monotonic()
-            for sql, period in SCHEDULE:
-                if due[sql] <= now:
-                    try:
-                        await conn.fetchval(sql)
-                    except asyncpg.PostgresError as exc:  # one job failing does not stop the others
-                        log.warning("%s failed: %s", sql, exc)
-                    due[sql] = now + period * self._scale
+            for job, sql, period in SCHEDULE:
+                if due[job] <= now:
+                    await self._run(conn, job, sql, period * self._scale)
+                    due[job] = now + period * self._scale
             await asyncio.sleep(max(0.05, min(due.values()) - time.monotonic()))
+
+    async def _run(self, conn: asyncpg.Connection, job: str, sql: str, every_s: float) -> None:
+        """One run of a job, recorded; a job failing does not stop the others (a lost connection does)."""
+        start = time.monotonic()
+        try:
+            result = await conn.fetchval(sql)
+            succeeded, text = True, "" if result is None else str(result)
+        except asyncpg.PostgresError as exc:
+            log.warning("%s failed: %s", job, exc)
+            succeeded, text = False, f"{type(exc).__name__}: {exc}"
+        try:
+            # Started: the database's clock less the run's duration (the app's clock may differ).
+            await conn.execute(
+                "SELECT hearth.record_maintenance_run($1, $2, $3, now() - $4::interval, $5, $6)",
+                job,
+                timedelta(seconds=every_s),
+                self._instance,
+                timedelta(seconds=time.monotonic() - start),
+                succeeded,
+                text,
+            )
+        except asyncpg.PostgresError as exc:
+            log.warning("recording the run of %s failed: %s", job, exc)

@@ -265,5 +265,19 @@ CREATE TABLE hearth_data.livekit_events (
 );
 CREATE INDEX livekit_events_received_at_idx ON hearth_data.livekit_events (received_at);
 
+-- The app's own maintenance runs (where pg_cron does not run Hearth's jobs): the last run of each job, for
+-- `hearth jobs`. One row per job; pg_cron keeps its own history in cron.job_run_details.
+CREATE TABLE hearth_data.maintenance_runs (
+    job              text PRIMARY KEY,
+    every            interval NOT NULL,
+    instance         text NOT NULL,
+    last_started_at  timestamptz NOT NULL,
+    last_finished_at timestamptz NOT NULL,
+    last_succeeded   boolean NOT NULL,
+    last_result      text NOT NULL,
+    runs             bigint NOT NULL,
+    failures         bigint NOT NULL
+);
+
 GRANT SELECT ON ALL TABLES IN SCHEMA hearth_data TO hearth_admin;
 RESET ROLE;

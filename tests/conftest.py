@@ -16,6 +16,7 @@ from tests.pg import PgServer, pg_server
 
 TEMPLATE_DB = "hearth_template"
 CRON_DB = "hearth_cron_check"
+JOBS_DB = "hearth_jobs_check"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -51,14 +52,15 @@ def template_db(pg: PgServer) -> str:
         # cron tests (sorted last) look.
         _recreate(pg, CRON_DB)
         migrate.upgrade(pg.url(CRON_DB))
-        # Per-minute copies of the slower jobs, so one test run sees every job command run under pg_cron.
+        # The same jobs, all of them every minute, so one test run sees every job run under pg_cron.
+        _recreate(pg, JOBS_DB)
+        migrate.upgrade(pg.url(JOBS_DB))
         with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
-            for name, schedule, command in cron.JOBS:
-                if schedule != "* * * * *":
-                    conn.execute(
-                        "SELECT cron.schedule_in_database(%s, '* * * * *', %s, %s)",
-                        (f"probe.{CRON_DB}.{name}", command, CRON_DB),
-                    )
+            conn.execute(
+                "SELECT cron.alter_job(jobid, schedule => '* * * * *') FROM cron.job "
+                "WHERE left(jobname, length(%(prefix)s)) = %(prefix)s",
+                {"prefix": cron.job_name(JOBS_DB, "")},
+            )
     return TEMPLATE_DB
 
 

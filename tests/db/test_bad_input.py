@@ -190,11 +190,29 @@ CASES: list[tuple[str, list[Any]]] = [
     ("SELECT hearth.get_setting(NULL)", []),
     ("SELECT hearth.get_setting('')", []),
     ("SELECT hearth.get_setting($1)", ["k" * 10_000]),
+    # record_maintenance_run
+    ("SELECT hearth.record_maintenance_run(NULL, '1 minute', 'i', now(), true, '')", []),
+    ("SELECT hearth.record_maintenance_run($1, '1 minute', 'i', now(), true, '')", ["Expire-Sessions"]),
+    ("SELECT hearth.record_maintenance_run($1, '1 minute', 'i', now(), true, '')", ["x" * 101]),
+    ("SELECT hearth.record_maintenance_run('job', NULL, 'i', now(), true, '')", []),
+    ("SELECT hearth.record_maintenance_run('job', '0 seconds', 'i', now(), true, '')", []),
+    ("SELECT hearth.record_maintenance_run('job', '-1 minute', 'i', now(), true, '')", []),
+    ("SELECT hearth.record_maintenance_run('job', '1 minute', '', now(), true, '')", []),
+    ("SELECT hearth.record_maintenance_run('job', '1 minute', $1, now(), true, '')", ["i" * 201]),
+    ("SELECT hearth.record_maintenance_run('job', '1 minute', 'i', NULL, true, '')", []),
+    ("SELECT hearth.record_maintenance_run('job', '1 minute', 'i', now() + interval '1 s', true, '')", []),
+    ("SELECT hearth.record_maintenance_run('job', '1 minute', 'i', now(), NULL, '')", []),
 ]
 
 # Every p_now (and every other time) must be a finite time: 'infinity' pinned rows forever (the audit's
 # infinity_now.py: a participant never swept, an identity never cleaned).
 CLOCK_CALLS: list[tuple[str, list[Any]]] = [
+    (
+        "SELECT hearth.record_maintenance_run('job', '1 minute', 'i', now(), true, '', "
+        "$1::text::timestamptz)",
+        [],
+    ),
+    ("SELECT hearth.record_maintenance_run('job', '1 minute', 'i', $1::text::timestamptz, true, '')", []),
     ("SELECT hearth.check_session_expiry($1, $2::text::timestamptz)", [":session"]),
     ("SELECT hearth.join_session($1, $2, 'member', $3::text::timestamptz)", [":session", ":identity"]),
     ("SELECT hearth.leave_session($1, 'left', $2::text::timestamptz)", [":participant"]),

@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from app import cron, migrate
-from tests.conftest import CRON_DB
+from tests.conftest import CRON_DB, JOBS_DB
 from tests.pg import PgServer
 
 EXPECTED = {name: schedule for name, schedule, _ in cron.JOBS}
@@ -55,10 +55,9 @@ def test_jobs_scheduled_locally_when_hearth_owns_the_cron_database(cron_server: 
 
 @pytest.mark.cron_wait
 def test_every_job_command_runs_under_pg_cron(cron_server: PgServer) -> None:
-    """The every-minute jobs as scheduled, and per-minute probe copies of the 15-minute ones (the
-    cleanup procedure commits between batches, which only works outside a function)."""
-    names = [f"hearth.{CRON_DB}.{name}" for name, schedule, _ in cron.JOBS if schedule == "* * * * *"]
-    names += [f"probe.{CRON_DB}.{name}" for name, schedule, _ in cron.JOBS if schedule != "* * * * *"]
+    """Every job, in a database whose jobs were all rescheduled to run every minute (the cleanup
+    procedure commits between batches, which only works outside a function)."""
+    names = [cron.job_name(JOBS_DB, name) for name, _, _ in cron.JOBS]
     deadline = time.monotonic() + 100  # pg_cron 1.4 runs on minute boundaries
     with psycopg.connect(cron_server.url("postgres"), autocommit=True) as conn:
         while True:
