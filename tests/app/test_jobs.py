@@ -136,6 +136,9 @@ def test_version() -> None:
 
 def test_sql_passes_its_arguments_to_psql(db_url: str, tmp_path: Path) -> None:
     url = db_url
+    # Exactly as an operator types it: psql's own table, with the 1 on its own line.
+    table = [line.strip() for line in hearth("sql", "-c", "select 1", url=url).splitlines()]
+    assert table[:4] == ["?column?", "----------", "1", "(1 row)"], table
     assert hearth("sql", "-c", "select 1", "-tA", url=url) == "1\n"
     script = tmp_path / "script.sql"
     script.write_text("select hearth.get_setting('presence_timeout');\n")
