@@ -87,6 +87,14 @@ async def _until_listening(instance: Instance, reconnects: int, timeout: float =
             await asyncio.sleep(0.02)
 
 
+async def _reconnects(instance: Instance) -> int:
+    """The instance's listener reconnections so far (the instances serve the whole module)."""
+    async with httpx.AsyncClient(base_url=instance.base_url, timeout=5) as http:
+        count = _metric((await http.get("/metrics")).text, "hearth_listener_reconnects_total")
+    assert count is not None
+    return int(count)
+
+
 def _metric(text: str, name: str) -> float | None:
     found = re.search(rf"^{name} (\S+)$", text, re.M)
     return float(found.group(1)) if found else None
@@ -128,11 +136,12 @@ async def test_listener_killed_while_messages_flow(
     await ws_a.until_type("welcome")
     await ws_b.until_type("welcome")
 
+    before = [await _reconnects(instance) for instance in pair]
     producer = asyncio.create_task(_produce(app_db, pid_a, 300))
     for kills in range(3):
         # Both listeners are back (they reconnect with backoff) and listening: as the instances see it.
-        for instance in pair:
-            await _until_listening(instance, reconnects=kills)
+        for instance, base in zip(pair, before, strict=True):
+            await _until_listening(instance, reconnects=base + kills)
         await asyncio.sleep(0.1)
         # pg_terminate_backend(pid) only signals: the backend stays in pg_stat_activity until it has
         # exited. With a timeout it waits for the exit, so the next round never counts a dying listener.
@@ -147,8 +156,8 @@ async def test_listener_killed_while_messages_flow(
     for ws in (ws_a, ws_b):
         await _wait_for_messages(ws, 300)
         _assert_exactly_once_in_order(ws, expected)
-    for instance in pair:
-        await _until_listening(instance, reconnects=3)
+    for instance, base in zip(pair, before, strict=True):
+        await _until_listening(instance, reconnects=base + 3)
         ready = await Api(instance).http.get("/readyz")
         assert ready.status_code == 200
 
