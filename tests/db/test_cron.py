@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -76,3 +77,46 @@ def test_every_job_command_runs_under_pg_cron(cron_server: PgServer) -> None:
     failed = [r for r in rows if r[1] != "succeeded"]
     assert failed == []
     assert {message for _, _, message in rows} <= {"SELECT 1", "CALL"}
+
+
+def test_a_migrator_that_is_not_a_superuser_needs_only_the_documented_grants(cron_server: PgServer) -> None:
+    """docs/operations.md, "Roles": the grants a migrating role that is not a superuser needs, with pg_cron
+    in another database. It migrates, owns the jobs it scheduled, and downgrades."""
+    if cron_server.cluster is None:
+        pytest.skip("only on the throwaway cluster: this creates a role and a database")
+    role, dbname = "hearth_migrator_check", "hearth_migrator_check"
+    admin = cron_server.url("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN CREATEROLE")
+        conn.execute(f"CREATE DATABASE {dbname} OWNER {role}")
+        conn.execute(f"GRANT pg_read_all_settings TO {role}")
+        conn.execute(f"GRANT USAGE ON SCHEMA cron TO {role}")
+        conn.execute(f"GRANT EXECUTE ON FUNCTION cron.schedule_in_database TO {role}")
+    parts = urlsplit(cron_server.url(dbname))
+    url = parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port}").geturl()
+    try:
+        migrate.upgrade(url)
+        with psycopg.connect(admin) as conn:
+            owners = conn.execute(
+                "SELECT DISTINCT username FROM cron.job WHERE jobname LIKE %s", (f"hearth.{dbname}.%",)
+            ).fetchall()
+        assert owners == [(role,)]
+        assert set(_jobs(cron_server, dbname)) == {
+            name for name, _, _ in [*cron.JOBS, *cron.MATCH_JOBS, cron.TRIM_JOB]
+        }
+        with psycopg.connect(url) as conn:  # the migration revoked CONNECT from PUBLIC: it owns the database
+            granted = conn.execute(
+                "SELECT has_database_privilege('public', current_database(), 'CONNECT')"
+            ).fetchone()
+        assert granted == (False,)
+        migrate.downgrade(url, "base")
+        assert _jobs(cron_server, dbname) == {}
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(
+                f"SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname LIKE 'hearth.{dbname}.%'"
+            )
+            conn.execute(f"DROP DATABASE IF EXISTS {dbname} WITH (FORCE)")
+            conn.execute(f"REVOKE USAGE ON SCHEMA cron FROM {role}")
+            conn.execute(f"REVOKE EXECUTE ON FUNCTION cron.schedule_in_database FROM {role}")
+            conn.execute(f"DROP ROLE {role}")
