@@ -36,8 +36,14 @@ def start_instances(
     database_url: str, log_dir: Path, count: int, env: dict[str, str] | None = None
 ) -> list[Instance]:
     instances = [Instance(database_url, f"i{n}-{uuid.uuid4().hex[:6]}", log_dir, env) for n in range(count)]
-    for instance in instances:
-        instance.wait_ready()
+    try:
+        for instance in instances:
+            instance.wait_ready()
+    except BaseException:
+        # No fixture owns them yet: an instance that was slow to start would outlive the test run.
+        for instance in instances:
+            instance.terminate()
+        raise
     return instances
 
 
