@@ -359,9 +359,15 @@ async def test_without_a_ping_rate_a_flood_that_never_reads_stalls_itself(app_db
         print(f"sent before stalling: {[f'{sent / 2**20:.1f} MiB' for sent, _ in results]}")
         assert all(dropped is None for _, dropped in results)
         # Until the kernel's socket buffers are full (megabytes on loopback), the instance answers the
-        # floods' pings as fast as they come, and the others wait their turn: the ping rate, off here,
-        # is what keeps that short.
-        watch.assert_held(latency_s=5.0)
+        # floods' pings as fast as they come, and the others wait their turn: how long depends on the
+        # machine's speed (over 5 s on a loaded 2-core one), and bounding it is the ping rate's job, off
+        # here (the test above). What holds without it: the instance does not grow, every probe is
+        # answered, and it serves at once when the floods stop.
+        assert watch.readyz and max(watch.readyz) < Watch.PROBE_TIMEOUT_S, watch.readyz
+        assert max(watch.rss) - watch.rss_before < 64.0, (watch.rss_before, max(watch.rss))
+        async with Watch(instance, "after the ping floods") as after:
+            await asyncio.sleep(1.0)
+        after.assert_held()
     finally:
         await api.close()
         instance.terminate()
