@@ -77,9 +77,7 @@ def _session_token(request: Request, identity_id: uuid.UUID, session_id: uuid.UU
 async def create_identity(request: Request) -> Response:
     body = await read_body(request, {"display_name": str})
     state = _state(request)
-    identity_id = await state.db.fetchval(
-        "create_identity", "SELECT hearth.create_identity($1)", body.get("display_name")
-    )
+    identity_id = await state.db.create_identity(body.get("display_name"))
     token = tokens.issue(state.settings.secret.reveal(), tokens.Claims(identity_id))
     return JSONResponse({"identity_id": str(identity_id), "token": token}, status_code=201)
 
@@ -93,16 +91,13 @@ async def create_session(request: Request) -> Response:
     for key in ("idle_timeout_s", "ttl_s"):
         if key in body and body[key] <= 0:
             raise HearthError("HT400", f"{key} must be positive")
-    row = await _state(request).db.fetchrow(
-        "create_session",
-        "SELECT * FROM hearth.create_session('room', $1, $2, $3, $4, $5)",
-        body.get("name"),
-        body.get("max_participants"),
-        timedelta(seconds=body["idle_timeout_s"]) if "idle_timeout_s" in body else None,
-        timedelta(seconds=body["ttl_s"]) if "ttl_s" in body else None,
-        body.get("metadata", {}),
+    row = await _state(request).db.create_session(
+        name=body.get("name"),
+        max_participants=body.get("max_participants"),
+        idle_timeout=timedelta(seconds=body["idle_timeout_s"]) if "idle_timeout_s" in body else None,
+        ttl=timedelta(seconds=body["ttl_s"]) if "ttl_s" in body else None,
+        metadata=body.get("metadata", {}),
     )
-    assert row is not None
     expires_at = row["expires_at"]
     return JSONResponse(
         {
@@ -117,7 +112,7 @@ async def create_session(request: Request) -> Response:
 async def get_session(request: Request) -> Response:
     claims_of(request)
     session_id = path_uuid(request, "session_id")
-    state = await _state(request).db.fetchval("session_state", "SELECT hearth.session_state($1)", session_id)
+    state = await _state(request).db.session_state(session_id)
     keys = (
         "session_id",
         "kind",
@@ -134,9 +129,7 @@ async def get_session(request: Request) -> Response:
 
 async def _join(request: Request, session_id: uuid.UUID, role: str) -> dict[str, str]:
     claims = claims_of(request)
-    pid = await _state(request).db.fetchval(
-        "join_session", "SELECT hearth.join_session($1, $2, $3)", session_id, claims.identity_id, role
-    )
+    pid = await _state(request).db.join_session(session_id, claims.identity_id, role)
     return {
         "session_id": str(session_id),
         "participant_id": str(pid),
@@ -158,9 +151,8 @@ async def leave_session(request: Request) -> Response:
     if claims.session_id != session_id:
         raise HearthError("HT403", "this session token is for another session")
     await read_body(request, {})
-    left = await _state(request).db.fetchval(
-        "leave_session", "SELECT hearth.leave_session($1)", claims.participant_id
-    )
+    assert claims.participant_id is not None
+    left = await _state(request).db.leave_session(claims.participant_id)
     return JSONResponse({"left": left})
 
 
@@ -171,8 +163,7 @@ async def stats(request: Request) -> Response:
     given = header[7:].strip() if header.lower().startswith("bearer ") else ""
     if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
         raise HearthError("HT401", "admin token required")
-    row = await state.db.fetchrow("session_stats", "SELECT * FROM hearth.session_stats()")
-    assert row is not None
+    row = await state.db.session_stats()
     return JSONResponse(dict(row))
 
 

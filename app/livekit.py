@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -87,15 +87,11 @@ class Matchmaking:
 
     async def match(self) -> None:
         # Again while it finds pairs: concurrent matchers can hold some of the queue for a moment.
-        while await self._db.fetchval("match_waiting", "SELECT hearth.match_waiting(100)"):
+        while await self._db.match_waiting(100):
             pass
 
     async def reap(self) -> None:
-        await self._db.fetchval(
-            "end_abandoned_matches",
-            "SELECT hearth.end_abandoned_matches(make_interval(secs => $1))",
-            self._grace_s,
-        )
+        await self._db.end_abandoned_matches(timedelta(seconds=self._grace_s))
 
     async def run(self) -> None:
         await asyncio.gather(_every(self._tick_s, self.wake, self.match), _every(5.0, None, self.reap))
@@ -145,9 +141,7 @@ class RoomWorker:
 
     async def work(self) -> None:
         while True:
-            jobs = await self._db.fetch(
-                "claim_livekit_jobs", "SELECT * FROM hearth.claim_livekit_jobs($1)", self._batch
-            )
+            jobs = await self._db.claim_livekit_jobs(self._batch)
             if not jobs:
                 return
             await asyncio.gather(*(self._run_job(job) for job in jobs))
@@ -178,16 +172,11 @@ class RoomWorker:
                         raise
         except Exception as exc:
             attempts = MAX_ATTEMPTS if _retryable(exc) else 1
-            outcome = await self._db.fetchval(
-                "finish_livekit_job",
-                "SELECT hearth.finish_livekit_job($1, $2, $3)",
-                job["job_id"],
-                f"{type(exc).__name__}: {exc}"[:500],
-                attempts,
-            )
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            outcome = await self._db.finish_livekit_job(job["job_id"], error, attempts)
             log.warning("LiveKit %s %s failed (%s): %s", job["kind"], job["room"], outcome, exc)
             return
-        await self._db.fetchval("finish_livekit_job", "SELECT hearth.finish_livekit_job($1)", job["job_id"])
+        await self._db.finish_livekit_job(job["job_id"])
 
     async def reconcile(self) -> None:
         from livekit import api
@@ -195,17 +184,10 @@ class RoomWorker:
         listed_at = datetime.now(UTC)
         response = await _call(self._api.room.list_rooms(api.ListRoomsRequest()), self._timeout_s)
         names = [room.name for room in response.rooms]
-        stale = await self._db.fetch(
-            "reconcile_livekit_rooms",
-            "SELECT room FROM hearth.reconcile_livekit_rooms($1, $2)",
-            names,
-            listed_at,
-        )
-        for row in stale:
+        stale = await self._db.reconcile_livekit_rooms(names, listed_at)
+        for room in stale:
             with contextlib.suppress(api.TwirpError, TimeoutError):
-                await _call(
-                    self._api.room.delete_room(api.DeleteRoomRequest(room=row["room"])), self._timeout_s
-                )
+                await _call(self._api.room.delete_room(api.DeleteRoomRequest(room=room)), self._timeout_s)
         if stale:
             log.info("reconciler deleted %d stale rooms", len(stale))
 

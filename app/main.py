@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -53,28 +52,7 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
         db = await Database.open(settings.database_url.reveal(), metrics)
 
         async def fetch(stream_ids: list[str], after: list[int]) -> list[Event]:
-            rows = await db.fetch(
-                "event_frames",
-                "SELECT * FROM hearth.event_frames($1::text[]::uuid[], $2, $3)",
-                stream_ids,
-                after,
-                EVENTS_PAGE,
-            )
-            return [Event.from_row(row) for row in rows]
-
-        async def touch(participants: list[uuid.UUID], identities: list[uuid.UUID]) -> int:
-            if not identities:
-                count: int = await db.fetchval("touch", "SELECT hearth.touch($1)", participants)
-                return count
-            row = await db.fetchrow(
-                "touch",
-                "SELECT hearth.touch($1) AS present, hearth.touch_identities($2)",
-                participants,
-                identities,
-            )
-            assert row is not None
-            present: int = row["present"]
-            return present
+            return [Event.from_row(row) for row in await db.event_frames(stream_ids, after, EVENTS_PAGE)]
 
         hub = Hub(fetch, metrics)
         matchmaking = Matchmaking(db, grace_s=settings.livekit_grace_s)
@@ -98,9 +76,8 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
             application_name=f"hearth-listener {settings.instance_id}"[:63],
             wake_channels=wake_channels,
         )
-        interval = await db.fetchval("get_setting", "SELECT hearth.get_setting('heartbeat_interval')")
-        interval_s = int((await _interval_seconds(db, interval)) or 30)
-        heartbeats = Heartbeats(touch, metrics, flush_s=heartbeat_flush_s, keepalive_s=interval_s / 2)
+        interval_s = int((await db.heartbeat_interval_s()) or 30)
+        heartbeats = Heartbeats(db.touch, metrics, flush_s=heartbeat_flush_s, keepalive_s=interval_s / 2)
         app.state.hearth = AppState(settings, metrics, db, hub, listener, heartbeats, interval_s)
         tasks = [
             asyncio.create_task(listener.run(), name="hearth-listener"),
@@ -149,13 +126,6 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
     )
     app.state.metrics = metrics  # the edge's protocols count what they refuse (uvicorn_config)
     return app
-
-
-async def _interval_seconds(db: Database, text: str) -> float | None:
-    value: float | None = await db.fetchval(
-        "get_setting", "SELECT extract(epoch FROM $1::text::interval)::float8", text
-    )
-    return value
 
 
 async def _hearth_error(request: Request, exc: Exception) -> Response:

@@ -22,25 +22,19 @@ def _state(request: Request) -> AppState:
 async def enqueue(request: Request) -> Response:
     claims = claims_of(request)
     await read_body(request, {})
-    state = await _state(request).db.fetchval(
-        "enqueue_match", "SELECT hearth.enqueue_match($1)", claims.identity_id
-    )
+    state = await _state(request).db.enqueue_match(claims.identity_id)
     return JSONResponse({"state": state})
 
 
 async def leave_queue(request: Request) -> Response:
     claims = claims_of(request)
-    state = await _state(request).db.fetchval(
-        "leave_queue", "SELECT hearth.leave_queue($1)", claims.identity_id
-    )
+    state = await _state(request).db.leave_queue(claims.identity_id)
     return JSONResponse({"state": state})
 
 
 async def match_status(request: Request) -> Response:
     claims = claims_of(request)
-    status = await _state(request).db.fetchval(
-        "match_status", "SELECT hearth.match_status($1)", claims.identity_id
-    )
+    status = await _state(request).db.match_status(claims.identity_id)
     return JSONResponse(status)
 
 
@@ -49,10 +43,8 @@ async def _end(request: Request, action: str) -> Response:
     claims = claims_of(request)
     await read_body(request, {})
     db = _state(request).db
-    await db.fetchval(
-        "end_match", "SELECT hearth.end_match($1, $2, $3)", session_id, claims.identity_id, action
-    )
-    state = await db.fetchval("identity_state", "SELECT hearth.identity_state($1)", claims.identity_id)
+    await db.end_match(session_id, claims.identity_id, action)
+    state = await db.identity_state(claims.identity_id)
     return JSONResponse({"state": state})
 
 
@@ -71,9 +63,8 @@ async def livekit_token(request: Request) -> Response:
         raise HearthError("HT403", "this session token is for another session")
     settings = _state(request).settings
     livekit.require_configured(settings.livekit_url, settings.livekit_api_key)
-    room = await _state(request).db.fetchval(
-        "livekit_room", "SELECT hearth.livekit_room($1, $2)", session_id, claims.participant_id
-    )
+    assert claims.participant_id is not None
+    room = await _state(request).db.livekit_room(session_id, claims.participant_id)
     token = livekit.room_token(
         settings.livekit_api_key,
         settings.livekit_api_secret.reveal(),
@@ -103,9 +94,7 @@ async def webhook(request: Request) -> Response:
         raise HearthError("HT401", "webhook signature does not verify") from None
     if not event.id or not event.event:
         raise HearthError("HT400", "webhook event without id or type")
-    fresh = await _state(request).db.fetchval(
-        "record_livekit_event",
-        "SELECT hearth.record_livekit_participant_event($1, $2, $3, $4, $5, $6)",
+    fresh = await _state(request).db.record_livekit_participant_event(
         event.id,
         event.event,
         event.room.name or None,

@@ -13,21 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from app import jsonin, tokens
-from app.db import Database
-from app.errors import HearthError, from_postgres
+from app.errors import HearthError
 from app.events import Event
 from app.http import claims_of, path_uuid, read_body
 from app.hub import Subscriber
@@ -40,16 +37,12 @@ MAX_WAIT_S = 60
 # given is read from one end of the stream, this many events at most.
 END_EVENTS = 8
 WAITING, PAIRED, OVER = "waiting", "paired", "over"
-# Errors of a failed guess: counted against the client's address.
-_GUESS_ERRORS = ("HT400", "HT404", "HT410")
-# Advisory lock key (hashed) of one client address's code attempts.
-_LOCK_PREFIX = "hearth.code-attempts:"
 
 
 class _OneAtATime:
     """Attempts from one client address wait for each other on this instance before they take a
     database connection, so a burst from one address cannot hold the whole pool while it queues for the
-    address's lock in the database (see `_guarded`, which serializes across instances)."""
+    address's lock in the database (app.db serializes them across instances)."""
 
     def __init__(self) -> None:
         self._locks: dict[str, asyncio.Lock] = {}
@@ -88,13 +81,8 @@ async def register_display(request: Request) -> Response:
     body = await read_body(request, {"ttl_s": int})
     if "ttl_s" in body and not 0 < body["ttl_s"] <= 86400:
         raise HearthError("HT400", "ttl_s must be between 1 and 86400")
-    row = await _state(request).db.fetchrow(
-        "register_display",
-        "SELECT * FROM hearth.register_display($1, $2)",
-        claims.identity_id,
-        timedelta(seconds=body["ttl_s"]) if "ttl_s" in body else None,
-    )
-    assert row is not None
+    ttl = timedelta(seconds=body["ttl_s"]) if "ttl_s" in body else None
+    row = await _state(request).db.register_display(claims.identity_id, ttl)
     token = _issue(request, tokens.Claims(claims.identity_id, row["session_id"], row["participant_id"]))
     return JSONResponse(
         {
@@ -108,57 +96,14 @@ async def register_display(request: Request) -> Response:
     )
 
 
-async def _guarded(
-    db: Database, function: str, sql: str, client_key: str | None, *args: Any
-) -> asyncpg.Record:
-    """One attempt with a code from `client_key`, serialized with that key's other attempts on every
-    instance: a transaction-level advisory lock on the key is held around the attempt (in a savepoint)
-    and, when it fails as a guess, around recording the failure in the same transaction. So each attempt
-    sees every failure recorded before it, and the limit holds however many arrive at once. (The
-    function's own writes roll back with its error: it cannot count its failure itself.)"""
-    start = time.perf_counter()
-    failed: asyncpg.PostgresError | None = None
-    try:
-        async with _attempts.hold(client_key), db.pool.acquire() as conn, conn.transaction():
-            if client_key is not None:
-                key = _LOCK_PREFIX + client_key
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", key)
-            try:
-                async with conn.transaction():
-                    row: asyncpg.Record | None = await conn.fetchrow(sql, *args)
-            except asyncpg.PostgresError as exc:
-                failed = exc
-                if client_key is not None and exc.sqlstate in _GUESS_ERRORS:
-                    await conn.fetchval("SELECT hearth.record_pairing_failure($1)", client_key)
-    except asyncpg.PostgresError as exc:
-        failed = exc
-    finally:
-        db.metrics.db_call.labels(function).observe(time.perf_counter() - start)
-    if failed is not None:
-        error = from_postgres(failed)
-        if error is None:
-            raise failed
-        raise error from None
-    assert row is not None
-    return row
-
-
 async def pair(request: Request) -> Response:
     claims = claims_of(request)
     body = await read_body(request, {"code": str})
     if "code" not in body:
         raise HearthError("HT400", "code is required")
-    state = _state(request)
     client_key = request.client.host if request.client else None
-    row = await _guarded(
-        state.db,
-        "pair_controller",
-        "SELECT * FROM hearth.pair_controller($1, $2, $3)",
-        client_key,
-        body["code"],
-        claims.identity_id,
-        client_key,
-    )
+    async with _attempts.hold(client_key):
+        row = await _state(request).db.pair_controller(body["code"], claims.identity_id, client_key)
     session_id, participant_id = row["session_id"], row["participant_id"]
     return JSONResponse(
         {
@@ -175,17 +120,9 @@ async def join_by_code(request: Request) -> Response:
     body = await read_body(request, {"code": str})
     if "code" not in body:
         raise HearthError("HT400", "code is required")
-    state = _state(request)
     client_key = request.client.host if request.client else None
-    row = await _guarded(
-        state.db,
-        "join_by_code",
-        "SELECT * FROM hearth.join_by_code($1, $2, $3)",
-        client_key,
-        body["code"],
-        claims.identity_id,
-        client_key,
-    )
+    async with _attempts.hold(client_key):
+        row = await _state(request).db.join_by_code(body["code"], claims.identity_id, client_key)
     session_id, participant_id = row["session_id"], row["participant_id"]
     return JSONResponse(
         {
@@ -228,9 +165,7 @@ class _Snapshot:
 
 async def _display_snapshot(request: Request, session_id: uuid.UUID) -> _Snapshot:
     """The display's session, checked before a stream starts (so errors are plain HTTP errors)."""
-    snapshot: dict[str, Any] = await _state(request).db.fetchval(
-        "session_state", "SELECT hearth.session_state($1)", session_id
-    )
+    snapshot = await _state(request).db.session_state(session_id)
     if snapshot["kind"] != "pairing":
         raise HearthError("HT400", "this is not a display's pairing session")
     if snapshot["expired"]:
@@ -285,13 +220,7 @@ async def _settled(
 
 
 async def _read_events(request: Request, session_id: uuid.UUID, after: int) -> list[Event]:
-    rows = await _state(request).db.fetch(
-        "event_frames",
-        "SELECT * FROM hearth.event_frames($1, $2, $3)",
-        [session_id],
-        [after],
-        END_EVENTS,
-    )
+    rows = await _state(request).db.event_frames([session_id], [after], END_EVENTS)
     return [Event.from_row(row) for row in rows]
 
 

@@ -10,10 +10,9 @@ import time
 import uuid
 from typing import Any
 
-import asyncpg
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from app import jsonin, tokens
+from app import db, jsonin, tokens
 from app.errors import HearthError
 from app.hub import Subscriber
 from app.state import AppState
@@ -22,7 +21,6 @@ log = logging.getLogger("hearth.ws")
 
 CLOSE_BAD_FRAMES = 1008
 SEND_TIMEOUT_S = 10.0
-DATABASE_DOWN = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 # Bad frames tolerated within BAD_FRAME_WINDOW_S before the connection is closed with 1008.
 MAX_BAD_FRAMES = 5
 BAD_FRAME_WINDOW_S = 10.0
@@ -111,15 +109,11 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     try:
         identity = str(claims.identity_id)
         sub.follow(identity)
-        identity_seq = await state.db.fetchval(
-            "identity_seq", "SELECT hearth.identity_seq($1)", claims.identity_id
-        )
+        identity_seq = await state.db.identity_seq(claims.identity_id)
         if claims.session_id is not None:
             session = str(claims.session_id)
             sub.follow(session)
-            snapshot = await state.db.fetchval(
-                "session_state", "SELECT hearth.session_state($1)", claims.session_id
-            )
+            snapshot = await state.db.session_state(claims.session_id)
             if snapshot["expired"]:
                 raise HearthError("HT410", "session is expired or ended")
             if all(p["participant_id"] != str(participant_id) for p in snapshot["participants"]):
@@ -209,7 +203,7 @@ async def _read_loop(
             return
         try:
             reply = await _handle_frame(state, participant_id, message.get("text"))
-        except DATABASE_DOWN:
+        except db.UNAVAILABLE:
             sub.push(_error_frame("HT503", "the database is unavailable; try again"))
             continue
         except HearthError as exc:
@@ -239,7 +233,7 @@ async def _handle_frame(state: AppState, participant_id: uuid.UUID | None, text:
         body = frame.get("body")
         if not isinstance(body, dict) or set(frame) - {"type", "body"}:
             raise HearthError("HT400", "message frames are {type, body: object}")
-        await state.db.fetchval("post_message", "SELECT hearth.post_message($1, $2)", participant_id, body)
+        await state.db.post_message(participant_id, body)
         return None
     to, signal_kind, data = frame.get("to"), frame.get("kind"), frame.get("data")
     if (
@@ -252,12 +246,5 @@ async def _handle_frame(state: AppState, participant_id: uuid.UUID | None, text:
         target = uuid.UUID(str(to))
     except ValueError:
         raise HearthError("HT400", "signal 'to' must be a participant id") from None
-    await state.db.fetchval(
-        "relay_signal",
-        "SELECT hearth.relay_signal($1, $2, $3, $4)",
-        participant_id,
-        target,
-        signal_kind,
-        data,
-    )
+    await state.db.relay_signal(participant_id, target, signal_kind, data)
     return None

@@ -1,0 +1,54 @@
+"""app.db, the call layer: statements built from function names, metrics labelled by them, SQLSTATEs of
+class HT mapped in one place."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from app import db
+from app.db import Database
+from app.errors import HearthError
+from app.metrics import Metrics
+
+
+def test_statements_are_built_from_the_function_name() -> None:
+    assert db.statement("touch", 1) == "SELECT hearth.touch($1)"
+    assert db.statement("session_stats", 0, rows=True) == "SELECT * FROM hearth.session_stats()"
+    assert db.statement("join_session", 3) == "SELECT hearth.join_session($1, $2, $3)"
+    with pytest.raises(ValueError):
+        db.statement("touch(); DROP TABLE x; --", 0)
+
+
+@pytest.fixture
+async def database(db_url: str) -> AsyncIterator[Database]:
+    database = await Database.open(db_url, Metrics(), min_size=1, max_size=2)
+    yield database
+    await database.close()
+
+
+def _calls(database: Database, function: str) -> float:
+    value = database.metrics.registry.get_sample_value("hearth_db_call_seconds_count", {"function": function})
+    return value or 0.0
+
+
+async def test_each_call_is_labelled_with_its_function(database: Database) -> None:
+    identity_id = await database.create_identity("ann")
+    await database.enqueue_match(identity_id)
+    assert await database.identity_state(identity_id) == "waiting"
+    assert await database.heartbeat_interval_s() == 30
+    assert await database.touch([], [identity_id]) == 0
+    for function in ("create_identity", "enqueue_match", "identity_state", "get_setting", "touch"):
+        assert _calls(database, function) == 1, function
+
+
+async def test_ht_sqlstates_become_client_errors(database: Database) -> None:
+    with pytest.raises(HearthError) as info:
+        await database.create_identity("x" * 101)
+    assert (info.value.code, info.value.http_status) == ("HT400", 400)
+    assert _calls(database, "create_identity") == 1
+    with pytest.raises(HearthError) as info:
+        await database.session_state(uuid.uuid4())
+    assert (info.value.code, info.value.http_status) == ("HT404", 404)
