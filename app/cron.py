@@ -26,6 +26,14 @@ MATCH_JOBS: list[Job] = [
     ("match_waiting", "* * * * *", "SELECT hearth.match_waiting(1000)"),
     ("end_abandoned_matches", "* * * * *", "SELECT hearth.end_abandoned_matches()"),
 ]
+# Where the app runs a job itself (app.maintenance, where pg_cron does not run), the command it runs
+# instead, and why. Only one differs: the cleanup job CALLs a procedure that commits after every batch; a
+# procedure that COMMITs cannot be SECURITY DEFINER, so it runs with its caller's rights on hearth_data,
+# which hearth_app (what the app acts as) does not have. The app calls the API function instead: the
+# same batches, in one transaction.
+APP_COMMANDS: dict[str, str] = {
+    "cleanup_inactive_sessions": "SELECT hearth.cleanup_inactive_sessions()",
+}
 # Runs in the cron database: keeps a week of run history for Hearth's jobs.
 TRIM_JOB = (
     "trim_job_run_details",
@@ -44,6 +52,21 @@ DATABASE_SQL = """SELECT CASE
     ELSE (SELECT datname FROM pg_catalog.pg_stat_activity
            WHERE application_name = 'pg_cron scheduler' LIMIT 1)
 END"""
+
+
+def period_s(schedule: str) -> float:
+    """The period of a schedule of the forms used here, every minute or every N minutes: `* * * * *`,
+    `*/N * * * *`."""
+    minute, *rest = schedule.split()
+    if rest != ["*"] * 4 or not (minute == "*" or (minute.startswith("*/") and minute[2:].isdigit())):
+        raise ValueError(f"not an every-N-minutes schedule: {schedule!r}")
+    return 60.0 * (1 if minute == "*" else int(minute[2:]))
+
+
+def app_schedule() -> list[tuple[str, str, float]]:
+    """The jobs as the app runs them where pg_cron does not: (name, command, period in seconds)."""
+    jobs = JOBS + MATCH_JOBS
+    return [(name, APP_COMMANDS.get(name, command), period_s(schedule)) for name, schedule, command in jobs]
 
 
 def job_name(dbname: str, name: str) -> str:

@@ -25,17 +25,9 @@ log = logging.getLogger("hearth.maintenance")
 
 # pg_advisory_lock key: "hearth maintenance" as a stable 63-bit number.
 LOCK_KEY = 0x6865617274686D61
-# job (pg_cron's name for it), function call, period in seconds: the pg_cron schedule of revisions 0001
-# and 0003.
-SCHEDULE: list[tuple[str, str, float]] = [
-    ("expire_sessions", "SELECT hearth.expire_sessions()", 60),
-    ("sweep_presence", "SELECT hearth.sweep_presence()", 60),
-    ("cleanup_inactive_sessions", "SELECT hearth.cleanup_inactive_sessions()", 900),
-    ("cleanup_inactive_identities", "SELECT hearth.cleanup_inactive_identities()", 900),
-    ("prune_events", "SELECT hearth.prune_events()", 900),
-    ("match_waiting", "SELECT hearth.match_waiting(1000)", 60),
-    ("end_abandoned_matches", "SELECT hearth.end_abandoned_matches()", 60),
-]
+# (name, command, period in seconds): pg_cron's jobs, as the app runs them (app.cron says where and why
+# a command differs).
+SCHEDULE = cron.app_schedule()
 
 
 class Maintenance:
@@ -85,9 +77,9 @@ class Maintenance:
         due = {job: 0.0 for job, _, _ in SCHEDULE}
         while True:
             now = time.monotonic()
-            for job, sql, period in SCHEDULE:
+            for job, command, period in SCHEDULE:
                 if due[job] <= now:
-                    await self._run(conn, job, sql, period * self._scale)
+                    await self._run(conn, job, command, period * self._scale)
                     due[job] = now + period * self._scale
             await asyncio.sleep(max(0.05, min(due.values()) - time.monotonic()))
 

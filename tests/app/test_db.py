@@ -1,10 +1,12 @@
 """app.db, the call layer: statements built from function names, metrics labelled by them, SQLSTATEs of
-class HT mapped in one place."""
+class HT mapped in one place, and no other module of app/ calling the SQL API."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +15,10 @@ from app.db import Database
 from app.errors import HearthError
 from app.metrics import Metrics
 
+APP_DIR = Path(db.__file__).parent
+# The call layer, and the pg_cron job list (its commands are SQL by nature).
+MAY_CALL_THE_API = {"db.py", "cron.py"}
+
 
 def test_statements_are_built_from_the_function_name() -> None:
     assert db.statement("touch", 1) == "SELECT hearth.touch($1)"
@@ -20,6 +26,16 @@ def test_statements_are_built_from_the_function_name() -> None:
     assert db.statement("join_session", 3) == "SELECT hearth.join_session($1, $2, $3)"
     with pytest.raises(ValueError):
         db.statement("touch(); DROP TABLE x; --", 0)
+
+
+def test_no_other_module_calls_the_sql_api() -> None:
+    calls = re.compile(r"hearth\.[a-z_]+\s*\(")
+    found = {
+        path.name: calls.findall(path.read_text())
+        for path in sorted(APP_DIR.glob("*.py"))
+        if path.name not in MAY_CALL_THE_API
+    }
+    assert {name: hits for name, hits in found.items() if hits} == {}
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from app import cron, maintenance
 from tests.app.conftest import _clone, start_instances
 from tests.app.harness import Api, Instance, Ws, bearer
 from tests.pg import PgServer
@@ -46,3 +47,22 @@ async def test_one_instance_leads_and_expiry_reaches_clients(maintained: tuple[s
     assert await ws.closed(timeout=20) == 4410
     assert ws.frames[-1]["type"] == "session.expired" and ws.frames[-1]["reason"] == "idle"
     await api.close()
+
+
+def test_the_app_runs_pg_crons_jobs_on_pg_crons_schedule() -> None:
+    """One list of jobs (app.cron): the app's schedule is derived from it, command for command, but where
+    app.cron says why one differs."""
+    schedule = {name: (command, period) for name, command, period in maintenance.SCHEDULE}
+    jobs = cron.JOBS + cron.MATCH_JOBS
+    assert set(schedule) == {name for name, _, _ in jobs}
+    for name, cron_schedule, command in jobs:
+        app_command, period = schedule[name]
+        assert period == {"* * * * *": 60, "*/15 * * * *": 900}[cron_schedule], name
+        assert app_command == cron.APP_COMMANDS.get(name, command), name
+    assert cron.APP_COMMANDS == {"cleanup_inactive_sessions": "SELECT hearth.cleanup_inactive_sessions()"}
+
+
+@pytest.mark.parametrize("schedule", ["0 * * * *", "*/x * * * *", "* * * *", "*/15 1 * * *"])
+def test_a_schedule_the_app_cannot_follow_is_refused(schedule: str) -> None:
+    with pytest.raises(ValueError):
+        cron.period_s(schedule)
