@@ -1,4 +1,5 @@
-"""LiveKit: room tokens (pure), the room worker (outbox), the reconciler, and the match loops.
+"""LiveKit: room tokens (pure), the room worker (outbox), the reconciler, and the two routes that speak
+with LiveKit (a participant's room token, LiveKit's webhooks).
 
 Rooms are never created inline with a match: the match writes a `create_room` job in its own
 transaction, and workers in every instance claim due jobs (SKIP LOCKED, with a lease) and call LiveKit
@@ -12,15 +13,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import jwt
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
+from app.api import path_uuid, read_raw, session_claims_for, state_of
 from app.db import Database
 from app.errors import HearthError
+from app.loops import every
 
 log = logging.getLogger("hearth.livekit")
 
@@ -29,6 +35,7 @@ EMPTY_TIMEOUT_S = 60  # nobody ever joined: LiveKit closes the room
 DEPARTURE_TIMEOUT_S = 20  # everybody left
 CALL_TIMEOUT_S = 5.0
 MAX_ATTEMPTS = 6
+MAX_WEBHOOK_BODY = 1024 * 1024
 # Twirp codes worth another try; anything else (bad request, permission) will not get better.
 RETRYABLE = {"unavailable", "internal", "resource_exhausted", "deadline_exceeded", "unknown", "aborted"}
 
@@ -58,43 +65,6 @@ def _retryable(exc: BaseException) -> bool:
 async def _call(awaitable: Awaitable[Any], timeout_s: float) -> Any:
     # livekit-api 1.2 hands aiohttp no timeout for RoomService calls, whatever LiveKitAPI was given.
     return await asyncio.wait_for(awaitable, timeout_s)
-
-
-async def _every(seconds: float, wake: asyncio.Event | None, action: Callable[[], Awaitable[Any]]) -> None:
-    """Run `action` every `seconds`, or sooner when `wake` is set; survive its failures."""
-    while True:
-        try:
-            await action()
-        except Exception as exc:
-            log.warning("%s failed: %s", getattr(action, "__name__", "task"), exc)
-        if wake is None:
-            await asyncio.sleep(seconds)
-        else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), seconds)
-            wake.clear()
-
-
-class Matchmaking:
-    """The app's share of matchmaking: pair waiting identities promptly after an enqueue (pg_cron is the
-    safety net) and end matches abandoned in LiveKit."""
-
-    def __init__(self, db: Database, *, tick_s: float = 2.0, grace_s: float = 20.0) -> None:
-        self._db = db
-        self._tick_s = tick_s
-        self._grace_s = grace_s
-        self.wake = asyncio.Event()
-
-    async def match(self) -> None:
-        # Again while it finds pairs: concurrent matchers can hold some of the queue for a moment.
-        while await self._db.match_waiting(100):
-            pass
-
-    async def reap(self) -> None:
-        await self._db.end_abandoned_matches(timedelta(seconds=self._grace_s))
-
-    async def run(self) -> None:
-        await asyncio.gather(_every(self._tick_s, self.wake, self.match), _every(5.0, None, self.reap))
 
 
 class RoomWorker:
@@ -134,7 +104,7 @@ class RoomWorker:
         )
         try:
             await asyncio.gather(
-                _every(1.0, self.wake, self.work), _every(self._reconcile_s, None, self.reconcile)
+                every(1.0, self.wake, self.work), every(self._reconcile_s, None, self.reconcile)
             )
         finally:
             await self._api.aclose()
@@ -203,3 +173,52 @@ def require_configured(url: str, api_key: str) -> None:
 
 def now() -> float:
     return time.time()
+
+
+async def livekit_token(request: Request) -> Response:
+    session_id = path_uuid(request, "session_id")
+    claims = session_claims_for(request, session_id)
+    settings = state_of(request).settings
+    require_configured(settings.livekit_url, settings.livekit_api_key)
+    assert claims.participant_id is not None
+    room = await state_of(request).db.livekit_room(session_id, claims.participant_id)
+    token = room_token(
+        settings.livekit_api_key,
+        settings.livekit_api_secret.reveal(),
+        str(claims.identity_id),
+        room,
+        now=now(),
+    )
+    return JSONResponse({"url": settings.livekit_url, "room": room, "token": token})
+
+
+async def webhook(request: Request) -> Response:
+    settings = state_of(request).settings
+    require_configured(settings.livekit_url, settings.livekit_api_key)
+    body = await read_raw(request, MAX_WEBHOOK_BODY)
+    from livekit import api as lkapi
+
+    receiver = lkapi.WebhookReceiver(
+        lkapi.TokenVerifier(settings.livekit_webhook_key, settings.livekit_api_secret.reveal())
+    )
+    try:
+        event = receiver.receive(body.decode("utf-8", "replace"), request.headers.get("authorization", ""))
+    except Exception:
+        raise HearthError("HT401", "webhook signature does not verify") from None
+    if not event.id or not event.event:
+        raise HearthError("HT400", "webhook event without id or type")
+    fresh = await state_of(request).db.record_livekit_participant_event(
+        event.id,
+        event.event,
+        event.room.name or None,
+        event.participant.identity or None,
+        event.participant.sid or None,
+        created_at(event.created_at),
+    )
+    return JSONResponse({"recorded": fresh})
+
+
+routes = [
+    Route("/v1/sessions/{session_id}/livekit-token", livekit_token, methods=["GET"]),
+    Route("/v1/livekit/webhook", webhook, methods=["POST"]),
+]

@@ -14,7 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import WebSocketRoute
 
-from app import demo, edge, http, logs, matching, pairing
+from app import demo, edge, http, livekit, logs, matching, pairing
 from app.config import Settings
 from app.db import Database
 from app.errors import HearthError
@@ -22,7 +22,7 @@ from app.events import Event, Listener
 from app.heartbeat import Heartbeats
 from app.hub import PAGE as EVENTS_PAGE
 from app.hub import Hub
-from app.livekit import Matchmaking, RoomWorker
+from app.livekit import RoomWorker
 from app.maintenance import Maintenance
 from app.metrics import Metrics
 from app.state import AppState
@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
             return [Event.from_row(row) for row in await db.event_frames(stream_ids, after, EVENTS_PAGE)]
 
         hub = Hub(fetch, metrics)
-        matchmaking = Matchmaking(db, grace_s=settings.livekit_grace_s)
+        matchmaking = matching.Matchmaking(db, grace_s=settings.livekit_grace_s)
         wake_channels = {"hearth_match": matchmaking.wake.set}
         room_worker: RoomWorker | None = None
         if settings.livekit_url and settings.livekit_api_key:
@@ -113,6 +113,7 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
             *http.routes,
             *pairing.routes,
             *matching.routes,
+            *livekit.routes,
             *demo.routes,
             WebSocketRoute("/v1/ws", websocket_endpoint),
         ],

@@ -24,11 +24,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from app import jsonin, tokens
+from app.api import claims_of, client_address, issue, path_uuid, read_body, state_of
 from app.errors import HearthError
 from app.events import Event
-from app.http import claims_of, path_uuid, read_body
 from app.hub import Subscriber
-from app.state import AppState
 
 KEEPALIVE_S = 15.0
 MAX_WAIT_S = 60
@@ -67,23 +66,14 @@ class _OneAtATime:
 _attempts = _OneAtATime()
 
 
-def _state(request: Request) -> AppState:
-    state: AppState = request.app.state.hearth
-    return state
-
-
-def _issue(request: Request, claims: tokens.Claims) -> str:
-    return tokens.issue(_state(request).settings.secret.reveal(), claims)
-
-
 async def register_display(request: Request) -> Response:
     claims = claims_of(request)
     body = await read_body(request, {"ttl_s": int})
     if "ttl_s" in body and not 0 < body["ttl_s"] <= 86400:
         raise HearthError("HT400", "ttl_s must be between 1 and 86400")
     ttl = timedelta(seconds=body["ttl_s"]) if "ttl_s" in body else None
-    row = await _state(request).db.register_display(claims.identity_id, ttl)
-    token = _issue(request, tokens.Claims(claims.identity_id, row["session_id"], row["participant_id"]))
+    row = await state_of(request).db.register_display(claims.identity_id, ttl)
+    token = issue(request, tokens.Claims(claims.identity_id, row["session_id"], row["participant_id"]))
     return JSONResponse(
         {
             "session_id": str(row["session_id"]),
@@ -101,15 +91,15 @@ async def pair(request: Request) -> Response:
     body = await read_body(request, {"code": str})
     if "code" not in body:
         raise HearthError("HT400", "code is required")
-    client_key = request.client.host if request.client else None
+    client_key = client_address(request)
     async with _attempts.hold(client_key):
-        row = await _state(request).db.pair_controller(body["code"], claims.identity_id, client_key)
+        row = await state_of(request).db.pair_controller(body["code"], claims.identity_id, client_key)
     session_id, participant_id = row["session_id"], row["participant_id"]
     return JSONResponse(
         {
             "session_id": str(session_id),
             "participant_id": str(participant_id),
-            "token": _issue(request, tokens.Claims(claims.identity_id, session_id, participant_id)),
+            "token": issue(request, tokens.Claims(claims.identity_id, session_id, participant_id)),
         }
     )
 
@@ -120,15 +110,15 @@ async def join_by_code(request: Request) -> Response:
     body = await read_body(request, {"code": str})
     if "code" not in body:
         raise HearthError("HT400", "code is required")
-    client_key = request.client.host if request.client else None
+    client_key = client_address(request)
     async with _attempts.hold(client_key):
-        row = await _state(request).db.join_by_code(body["code"], claims.identity_id, client_key)
+        row = await state_of(request).db.join_by_code(body["code"], claims.identity_id, client_key)
     session_id, participant_id = row["session_id"], row["participant_id"]
     return JSONResponse(
         {
             "session_id": str(session_id),
             "participant_id": str(participant_id),
-            "token": _issue(request, tokens.Claims(claims.identity_id, session_id, participant_id)),
+            "token": issue(request, tokens.Claims(claims.identity_id, session_id, participant_id)),
         }
     )
 
@@ -165,7 +155,7 @@ class _Snapshot:
 
 async def _display_snapshot(request: Request, session_id: uuid.UUID) -> _Snapshot:
     """The display's session, checked before a stream starts (so errors are plain HTTP errors)."""
-    snapshot = await _state(request).db.session_state(session_id)
+    snapshot = await state_of(request).db.session_state(session_id)
     if snapshot["kind"] != "pairing":
         raise HearthError("HT400", "this is not a display's pairing session")
     if snapshot["expired"]:
@@ -220,7 +210,7 @@ async def _settled(
 
 
 async def _read_events(request: Request, session_id: uuid.UUID, after: int) -> list[Event]:
-    rows = await _state(request).db.event_frames([session_id], [after], END_EVENTS)
+    rows = await state_of(request).db.event_frames([session_id], [after], END_EVENTS)
     return [Event.from_row(row) for row in rows]
 
 
@@ -229,7 +219,7 @@ async def _follow(
 ) -> tuple[Subscriber, _Outcome]:
     """Follow a waiting display's session from its head (what came after the snapshot is read first).
     The caller removes the subscriber from the hub when done."""
-    state = _state(request)
+    state = state_of(request)
     sub = Subscriber(state.hub, str(claims.participant_id))
     outcome = _Outcome()
     sub.on_frame = outcome.on_frame
@@ -249,7 +239,7 @@ def _display_claims(request: Request, session_id: uuid.UUID) -> tokens.Claims:
     if token is None:
         claims = claims_of(request, session=True)
     else:
-        claims = tokens.verify(_state(request).settings.secret.reveal(), token)
+        claims = tokens.verify(state_of(request).settings.secret.reveal(), token)
     if not claims.is_session:
         raise HearthError("HT401", "this needs the display's session token")
     if claims.session_id != session_id:
@@ -284,7 +274,7 @@ async def _until_done(outcome: _Outcome, seconds: float) -> None:
 async def _sse(
     request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: _Snapshot
 ) -> AsyncIterator[str]:
-    state = _state(request)
+    state = state_of(request)
     assert claims.participant_id is not None
     state.heartbeats.connected(claims.participant_id)
     sub: Subscriber | None = None
@@ -310,7 +300,7 @@ async def _sse(
 async def _long_poll(
     request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: _Snapshot, wait: int
 ) -> Response:
-    state = _state(request)
+    state = state_of(request)
     assert claims.participant_id is not None
     state.heartbeats.activity(claims.participant_id)
     sub: Subscriber | None = None
