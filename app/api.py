@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from typing import Any
+from typing import TypeVar
 
+from pydantic import ValidationError
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
-from app import jsonin, tokens
+from app import jsonin, shapes, tokens
 from app.errors import HearthError
 from app.state import AppState
 
 MAX_BODY = 64 * 1024
+Shape = TypeVar("Shape", bound=shapes.Request)
 
 
 def state_of(request: Request) -> AppState:
@@ -28,31 +31,26 @@ async def read_raw(request: Request, limit: int = MAX_BODY) -> bytes:
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise HearthError("HT400", f"request body is larger than {limit // 1024} KiB", http_status=413)
+            raise HearthError("HT413", f"request body is larger than {limit // 1024} KiB")
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-async def read_body(request: Request, fields: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
-    """The JSON object body, with only `fields`, each of its type. Empty body: {}. 413 past 64 KiB."""
+async def read_body(request: Request, shape: type[Shape]) -> Shape:
+    """The JSON object body as `shape` (an empty body is `{}`, a null field is an absent one): HT400
+    naming the field that is wrong, HT413 past 64 KiB."""
     raw = await read_raw(request)
-    if not raw.strip():
-        return {}
-    body = jsonin.parse(raw, "request body")
+    body = jsonin.parse(raw, "request body") if raw.strip() else {}
     if not isinstance(body, dict):
         raise HearthError("HT400", "request body must be a JSON object")
-    unknown = sorted(set(body) - set(fields))
-    if unknown:
-        raise HearthError("HT400", f"unknown field(s): {', '.join(unknown)[:200]}")
-    for name, value in body.items():
-        expected = fields[name]
-        if value is None:
-            continue
-        if (isinstance(value, bool) and expected is not bool) or not isinstance(value, expected):
-            raise HearthError("HT400", f"field {name} has the wrong type")
-        if isinstance(value, int) and not isinstance(value, bool) and not -(2**31) <= value < 2**31:
-            raise HearthError("HT400", f"field {name} is out of range")
-    return {k: v for k, v in body.items() if v is not None}
+    try:
+        return shape.model_validate({k: v for k, v in body.items() if v is not None})
+    except ValidationError as exc:
+        raise HearthError("HT400", shapes.describe(exc)) from None
+
+
+def answer(shape: shapes.Answer, status: int = 200) -> JSONResponse:
+    return JSONResponse(shape.json_body(), status_code=status)
 
 
 def claims_of(request: Request, *, session: bool = False) -> tokens.Claims:
@@ -91,6 +89,14 @@ def path_uuid(request: Request, name: str) -> uuid.UUID:
 
 def issue(request: Request, claims: tokens.Claims) -> str:
     return tokens.issue(state_of(request).settings.secret.reveal(), claims)
+
+
+def joined(
+    request: Request, identity_id: uuid.UUID, session_id: uuid.UUID, participant_id: uuid.UUID
+) -> shapes.Joined:
+    """What both join routes (and pairing) answer: the session, the participant, its session token."""
+    token = issue(request, tokens.Claims(identity_id, session_id, participant_id))
+    return shapes.Joined(session_id=session_id, participant_id=participant_id, token=token)
 
 
 def client_address(request: Request) -> str | None:

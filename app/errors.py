@@ -16,6 +16,10 @@ STATUS: dict[str, tuple[int, int]] = {
 }
 
 
+# Codes no SQLSTATE raises, named after their HTTP status (SPEC section 5): the app's own.
+HTTP_ONLY: dict[str, int] = {"HT405": 405, "HT413": 413, "HT503": 503}
+
+
 class HearthError(Exception):
     """An error a client may see: an HT code and a message."""
 
@@ -23,7 +27,7 @@ class HearthError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
-        self.http_status = http_status or STATUS.get(code, (500, 1011))[0]
+        self.http_status = http_status or STATUS.get(code, (HTTP_ONLY.get(code, 500), 1011))[0]
 
     @property
     def close_code(self) -> int:

@@ -20,10 +20,11 @@ from typing import Any
 import aiohttp
 import jwt
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api import path_uuid, read_raw, session_claims_for, state_of
+from app import shapes
+from app.api import answer, path_uuid, read_raw, session_claims_for, state_of
 from app.db import Database
 from app.errors import HearthError
 from app.loops import every
@@ -168,7 +169,7 @@ def created_at(seconds: int) -> datetime | None:
 
 def require_configured(url: str, api_key: str) -> None:
     if not url or not api_key:
-        raise HearthError("HT503", "LiveKit is not configured on this server", http_status=503)
+        raise HearthError("HT503", "LiveKit is not configured on this server")
 
 
 def now() -> float:
@@ -189,7 +190,7 @@ async def livekit_token(request: Request) -> Response:
         room,
         now=now(),
     )
-    return JSONResponse({"url": settings.livekit_url, "room": room, "token": token})
+    return answer(shapes.LiveKitToken(url=settings.livekit_url, room=room, token=token))
 
 
 async def webhook(request: Request) -> Response:
@@ -215,7 +216,7 @@ async def webhook(request: Request) -> Response:
         event.participant.sid or None,
         created_at(event.created_at),
     )
-    return JSONResponse({"recorded": fresh})
+    return answer(shapes.WebhookRecorded(recorded=fresh))
 
 
 routes = [

@@ -136,9 +136,9 @@ async def _hearth_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    code = {401: "HT401", 403: "HT403", 404: "HT404"}.get(exc.status_code, "HT400")
+    # Errors no SQLSTATE raises (an unknown route, a wrong method) take the code of their status.
     return JSONResponse(
-        {"error": {"code": code, "message": str(exc.detail)}},
+        {"error": {"code": f"HT{exc.status_code}", "message": str(exc.detail)}},
         status_code=exc.status_code,
         headers=exc.headers,
     )

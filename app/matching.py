@@ -7,10 +7,11 @@ import asyncio
 from datetime import timedelta
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
-from app.api import claims_of, path_uuid, read_body, state_of
+from app import shapes
+from app.api import answer, claims_of, path_uuid, read_body, state_of
 from app.db import Database
 from app.loops import every
 
@@ -37,33 +38,33 @@ class Matchmaking:
         await asyncio.gather(every(self._tick_s, self.wake, self.match), every(5.0, None, self.reap))
 
 
+def _answer_state(state: str) -> Response:
+    return answer(shapes.MatchState.model_validate({"state": state}))
+
+
 async def enqueue(request: Request) -> Response:
     claims = claims_of(request)
-    await read_body(request, {})
-    state = await state_of(request).db.enqueue_match(claims.identity_id)
-    return JSONResponse({"state": state})
+    await read_body(request, shapes.Empty)
+    return _answer_state(await state_of(request).db.enqueue_match(claims.identity_id))
 
 
 async def leave_queue(request: Request) -> Response:
     claims = claims_of(request)
-    state = await state_of(request).db.leave_queue(claims.identity_id)
-    return JSONResponse({"state": state})
+    return _answer_state(await state_of(request).db.leave_queue(claims.identity_id))
 
 
 async def match_status(request: Request) -> Response:
     claims = claims_of(request)
-    status = await state_of(request).db.match_status(claims.identity_id)
-    return JSONResponse(status)
+    return answer(shapes.MatchStatus(**await state_of(request).db.match_status(claims.identity_id)))
 
 
 async def _end(request: Request, action: str) -> Response:
     session_id = path_uuid(request, "session_id")
     claims = claims_of(request)
-    await read_body(request, {})
+    await read_body(request, shapes.Empty)
     db = state_of(request).db
     await db.end_match(session_id, claims.identity_id, action)
-    state = await db.identity_state(claims.identity_id)
-    return JSONResponse({"state": state})
+    return _answer_state(await db.identity_state(claims.identity_id))
 
 
 async def skip(request: Request) -> Response:

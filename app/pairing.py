@@ -20,11 +20,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from app import jsonin, tokens
-from app.api import claims_of, client_address, issue, path_uuid, read_body, state_of
+from app import jsonin, shapes, tokens
+from app.api import answer, claims_of, client_address, issue, joined, path_uuid, read_body, state_of
 from app.errors import HearthError
 from app.events import Event
 from app.hub import Subscriber
@@ -68,59 +68,30 @@ _attempts = _OneAtATime()
 
 async def register_display(request: Request) -> Response:
     claims = claims_of(request)
-    body = await read_body(request, {"ttl_s": int})
-    if "ttl_s" in body and not 0 < body["ttl_s"] <= 86400:
-        raise HearthError("HT400", "ttl_s must be between 1 and 86400")
-    ttl = timedelta(seconds=body["ttl_s"]) if "ttl_s" in body else None
+    body = await read_body(request, shapes.NewDisplay)
+    ttl = None if body.ttl_s is None else timedelta(seconds=body.ttl_s)
     row = await state_of(request).db.register_display(claims.identity_id, ttl)
     token = issue(request, tokens.Claims(claims.identity_id, row["session_id"], row["participant_id"]))
-    return JSONResponse(
-        {
-            "session_id": str(row["session_id"]),
-            "code": row["code"],
-            "participant_id": str(row["participant_id"]),
-            "token": token,
-            "expires_at": row["expires_at"].isoformat(),
-        },
-        status_code=201,
-    )
+    return answer(shapes.DisplayRegistered(**row, token=token), 201)
 
 
 async def pair(request: Request) -> Response:
     claims = claims_of(request)
-    body = await read_body(request, {"code": str})
-    if "code" not in body:
-        raise HearthError("HT400", "code is required")
+    body = await read_body(request, shapes.Code)
     client_key = client_address(request)
     async with _attempts.hold(client_key):
-        row = await state_of(request).db.pair_controller(body["code"], claims.identity_id, client_key)
-    session_id, participant_id = row["session_id"], row["participant_id"]
-    return JSONResponse(
-        {
-            "session_id": str(session_id),
-            "participant_id": str(participant_id),
-            "token": issue(request, tokens.Claims(claims.identity_id, session_id, participant_id)),
-        }
-    )
+        row = await state_of(request).db.pair_controller(body.code, claims.identity_id, client_key)
+    return answer(joined(request, claims.identity_id, row["session_id"], row["participant_id"]))
 
 
 async def join_by_code(request: Request) -> Response:
     """POST /v1/join: a room's code, as secret as a display's (same limit); a display's code is unknown."""
     claims = claims_of(request)
-    body = await read_body(request, {"code": str})
-    if "code" not in body:
-        raise HearthError("HT400", "code is required")
+    body = await read_body(request, shapes.Code)
     client_key = client_address(request)
     async with _attempts.hold(client_key):
-        row = await state_of(request).db.join_by_code(body["code"], claims.identity_id, client_key)
-    session_id, participant_id = row["session_id"], row["participant_id"]
-    return JSONResponse(
-        {
-            "session_id": str(session_id),
-            "participant_id": str(participant_id),
-            "token": issue(request, tokens.Claims(claims.identity_id, session_id, participant_id)),
-        }
-    )
+        row = await state_of(request).db.join_by_code(body.code, claims.identity_id, client_key)
+    return answer(joined(request, claims.identity_id, row["session_id"], row["participant_id"]))
 
 
 class _Outcome:
@@ -313,8 +284,8 @@ async def _long_poll(
         if sub is not None:
             state.hub.remove(sub)
     if not outcome.done.is_set():
-        return JSONResponse({"event": None})
-    return JSONResponse({"event": outcome.name, "data": outcome.frame})
+        return answer(shapes.DisplayOutcome(event=None))
+    return answer(shapes.DisplayOutcome.model_validate({"event": outcome.name, "data": outcome.frame}))
 
 
 routes = [

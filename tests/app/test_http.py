@@ -198,7 +198,8 @@ async def test_join_returns_a_session_token(api: Api) -> None:
     r = await api.http.post(f"/v1/sessions/{sid}/join", headers=bearer(token))
     assert r.status_code == 200
     body = r.json()
-    assert set(body) == {"participant_id", "token"}
+    # Both join routes answer the same shape (SPEC section 5).
+    assert set(body) == {"session_id", "participant_id", "token"} and body["session_id"] == sid
     claims = tokens.verify(SECRET, body["token"])
     assert claims == tokens.Claims(uuid.UUID(identity), uuid.UUID(sid), uuid.UUID(body["participant_id"]))
     assert claims.is_session
@@ -466,6 +467,45 @@ async def test_out_of_range_values(api: Api, body: dict[str, Any]) -> None:
     assert_error(r, 400, "HT400")
 
 
+# What SQL would refuse with a message naming its parameter (p_display_name, p_role, ...), refused where the
+# request is read, naming the request's own field.
+FIELD_LIMITS = [
+    ("identities", {"display_name": "x" * 10_000}, "display_name"),
+    ("identities", {"display_name": ""}, "display_name"),
+    ("sessions", {"name": "n" * 201}, "name"),
+    ("sessions", {"max_participants": 10_001}, "max_participants"),
+    ("sessions", {"idle_timeout_s": 10**15}, "idle_timeout_s"),
+    ("sessions", {"ttl_s": 0}, "ttl_s"),
+    ("sessions", {"metadata": {"blob": "x" * 20_000}}, "metadata"),
+    ("join", {"role": "Admin"}, "role"),
+]
+
+
+async def test_messages_name_the_request_fields_never_sql_parameters(api: Api) -> None:
+    endpoints = await _endpoints(api)
+    for name, body, field in FIELD_LIMITS:
+        path, headers = endpoints[name]
+        message = assert_error(await api.http.post(path, json=body, headers=headers), 400, "HT400")
+        assert message.startswith(field) and "p_" not in message, (body, message)
+    _, token = await api.identity()
+    r = await api.http.post("/v1/displays", json={"ttl_s": 86_401}, headers=bearer(token))
+    assert assert_error(r, 400, "HT400").startswith("ttl_s")
+    r = await api.http.post("/v1/pair", json={}, headers=bearer(token))
+    assert "code is required" in assert_error(r, 400, "HT400")
+
+
+async def test_both_joins_answer_the_same_shape(api: Api) -> None:
+    _, owner = await api.identity()
+    room = await api.session(owner)
+    _, token = await api.identity()
+    by_id = await api.http.post(f"/v1/sessions/{room['session_id']}/join", headers=bearer(token))
+    _, other = await api.identity()
+    by_code = await api.http.post("/v1/join", json={"code": room["code"]}, headers=bearer(other))
+    assert by_id.status_code == by_code.status_code == 200
+    assert set(by_id.json()) == set(by_code.json()) == {"session_id", "participant_id", "token"}
+    assert by_id.json()["session_id"] == by_code.json()["session_id"] == room["session_id"]
+
+
 # Strings PostgreSQL cannot store, numbers JSON does not have, nesting past any sane depth.
 HOSTILE_BODIES = [
     ("identities", b'{"display_name": "nul\\u0000byte"}'),
@@ -523,15 +563,15 @@ async def test_oversize_bodies(api: Api) -> None:
     limit = 64 * 1024
     for path, headers in endpoints.values():
         big_json = json.dumps({"display_name": "x" * limit}).encode()
-        assert_error(await api.http.post(path, content=big_json, headers=headers), 413, "HT400")
-        assert_error(await api.http.post(path, content=b" " * (limit + 1), headers=headers), 413, "HT400")
+        assert_error(await api.http.post(path, content=big_json, headers=headers), 413, "HT413")
+        assert_error(await api.http.post(path, content=b" " * (limit + 1), headers=headers), 413, "HT413")
 
         async def chunks() -> AsyncIterator[bytes]:
             for _ in range(40):
                 yield b" " * 4096
 
         # Streamed without a Content-Length.
-        assert_error(await api.http.post(path, content=chunks(), headers=headers), 413, "HT400")
+        assert_error(await api.http.post(path, content=chunks(), headers=headers), 413, "HT413")
     # Exactly 64 KiB is allowed: the body is read (and then judged on its content).
     exact = b"{}" + b" " * (limit - 2)
     assert (await api.http.post("/v1/identities", content=exact)).status_code == 201
@@ -695,8 +735,7 @@ async def test_unknown_route(api: Api, path: str) -> None:
 )
 async def test_wrong_method(api: Api, method: str, path: str, allowed: str) -> None:
     r = await api.http.request(method, path)
-    assert_error(r, 405, r.json()["error"]["code"])
-    assert r.json()["error"]["code"].startswith("HT4")
+    assert_error(r, 405, "HT405")
     assert allowed in r.headers["allow"]
 
 
