@@ -15,10 +15,10 @@ from pathlib import Path
 import segno
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from app.errors import HearthError
+from app.openapi import ApiMount, ApiRoute, Operation
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 # The alphabet of display codes (SPEC: 2-9 and A-Z without I, L, O); lowercase is accepted.
@@ -63,7 +63,26 @@ async def qr_svg(request: Request) -> Response:
 
 
 routes = [
-    Route("/", index, methods=["GET"]),
-    Route("/demo/qr.svg", qr_svg, methods=["GET"]),
-    Mount("/demo/static", StaticFiles(directory=STATIC_DIR), name="demo-static"),
+    ApiRoute("/", index, "GET", Operation("The demo page", {200: "text/html"}, "none")),
+    ApiRoute(
+        "/demo/qr.svg",
+        qr_svg,
+        "GET",
+        Operation(
+            "The QR code of a controller link",
+            {200: "image/svg+xml"},
+            "none",
+            query={"code": {"type": "string", "description": "A display's code."}},
+        ),
+    ),
+    ApiMount(
+        "/demo/static",
+        StaticFiles(directory=STATIC_DIR),
+        Operation(
+            "The demo page's files",
+            {200: ("text/css", "text/javascript", "image/svg+xml", "text/html")},
+            "none",
+            errors=(404,),
+        ),
+    ),
 ]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from importlib.metadata import version
 
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
 
-from app import shapes, tokens
+from app import openapi, shapes, tokens
 from app.api import (
     answer,
     claims_of,
@@ -20,6 +20,7 @@ from app.api import (
     session_claims_for,
     state_of,
 )
+from app.openapi import ApiRoute, Operation
 
 
 async def create_identity(request: Request) -> Response:
@@ -84,14 +85,66 @@ async def metrics(request: Request) -> Response:
     return Response(state_of(request).metrics.render(), media_type="text/plain; version=0.0.4")
 
 
+async def openapi_json(request: Request) -> Response:
+    """The document is built once per app, from the app's own routes."""
+    app_state = request.app.state
+    if not hasattr(app_state, "openapi"):
+        app_state.openapi = openapi.document(request.app.routes, version("hearth"))
+    return JSONResponse(app_state.openapi)
+
+
 routes = [
-    Route("/v1/identities", create_identity, methods=["POST"]),
-    Route("/v1/sessions", create_session, methods=["POST"]),
-    Route("/v1/sessions/{session_id}", get_session, methods=["GET"]),
-    Route("/v1/sessions/{session_id}/join", join_session, methods=["POST"]),
-    Route("/v1/sessions/{session_id}/leave", leave_session, methods=["POST"]),
-    Route("/v1/stats", stats, methods=["GET"]),
-    Route("/healthz", healthz, methods=["GET"]),
-    Route("/readyz", readyz, methods=["GET"]),
-    Route("/metrics", metrics, methods=["GET"]),
+    ApiRoute(
+        "/v1/identities",
+        create_identity,
+        "POST",
+        Operation("Create an anonymous identity", {201: shapes.IdentityCreated}, "none", shapes.NewIdentity),
+    ),
+    ApiRoute(
+        "/v1/sessions",
+        create_session,
+        "POST",
+        Operation(
+            "Create a session (a room)", {201: shapes.SessionCreated}, body=shapes.NewSession, errors=(409,)
+        ),
+    ),
+    ApiRoute(
+        "/v1/sessions/{session_id}",
+        get_session,
+        "GET",
+        Operation("A session's state and present participants", {200: shapes.SessionView}, errors=(404,)),
+    ),
+    ApiRoute(
+        "/v1/sessions/{session_id}/join",
+        join_session,
+        "POST",
+        Operation(
+            "Join a session", {200: shapes.Joined}, body=shapes.JoinSession, errors=(403, 404, 409, 410)
+        ),
+    ),
+    ApiRoute(
+        "/v1/sessions/{session_id}/leave",
+        leave_session,
+        "POST",
+        Operation("Leave the session", {200: shapes.Left}, "session", shapes.Empty, errors=(404,)),
+    ),
+    ApiRoute("/v1/stats", stats, "GET", Operation("Session statistics", {200: shapes.Stats}, "admin")),
+    ApiRoute(
+        "/v1/openapi.json",
+        openapi_json,
+        "GET",
+        Operation("This document", {200: "application/json"}, "none"),
+    ),
+    ApiRoute("/healthz", healthz, "GET", Operation("Liveness", {200: shapes.Health}, "none")),
+    ApiRoute(
+        "/readyz",
+        readyz,
+        "GET",
+        Operation(
+            "Readiness: the database and the listener are up",
+            {200: shapes.Readiness, 503: shapes.Readiness},
+            "none",
+        ),
+    ),
+    ApiRoute("/metrics", metrics, "GET", Operation("Prometheus metrics", {200: "text/plain"}, "none")),
 ]

@@ -21,13 +21,13 @@ import aiohttp
 import jwt
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from app import shapes
 from app.api import answer, path_uuid, read_raw, session_claims_for, state_of
 from app.db import Database
 from app.errors import HearthError
 from app.loops import every
+from app.openapi import ApiRoute, Operation
 
 log = logging.getLogger("hearth.livekit")
 
@@ -220,6 +220,27 @@ async def webhook(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/sessions/{session_id}/livekit-token", livekit_token, methods=["GET"]),
-    Route("/v1/livekit/webhook", webhook, methods=["POST"]),
+    ApiRoute(
+        "/v1/sessions/{session_id}/livekit-token",
+        livekit_token,
+        "GET",
+        Operation(
+            "A LiveKit token for this session's room",
+            {200: shapes.LiveKitToken},
+            "session",
+            errors=(404, 410, 503),
+        ),
+    ),
+    ApiRoute(
+        "/v1/livekit/webhook",
+        webhook,
+        "POST",
+        Operation(
+            "LiveKit's participant webhooks",
+            {200: shapes.WebhookRecorded},
+            "livekit",
+            raw_body="application/webhook+json",
+            errors=(503,),
+        ),
+    ),
 ]

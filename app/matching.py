@@ -8,12 +8,12 @@ from datetime import timedelta
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from app import shapes
 from app.api import answer, claims_of, path_uuid, read_body, state_of
 from app.db import Database
 from app.loops import every
+from app.openapi import ApiRoute, Operation
 
 
 class Matchmaking:
@@ -76,9 +76,39 @@ async def end(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/match/queue", enqueue, methods=["POST"]),
-    Route("/v1/match/queue", leave_queue, methods=["DELETE"]),
-    Route("/v1/match", match_status, methods=["GET"]),
-    Route("/v1/matches/{session_id}/skip", skip, methods=["POST"]),
-    Route("/v1/matches/{session_id}/end", end, methods=["POST"]),
+    ApiRoute(
+        "/v1/match/queue",
+        enqueue,
+        "POST",
+        Operation("Wait for a match", {200: shapes.MatchState}, body=shapes.Empty, errors=(404, 409)),
+    ),
+    ApiRoute(
+        "/v1/match/queue",
+        leave_queue,
+        "DELETE",
+        Operation("Stop waiting for a match", {200: shapes.MatchState}, errors=(404, 409)),
+    ),
+    ApiRoute(
+        "/v1/match",
+        match_status,
+        "GET",
+        Operation("Where matching stands", {200: shapes.MatchStatus}, errors=(404,)),
+    ),
+    ApiRoute(
+        "/v1/matches/{session_id}/skip",
+        skip,
+        "POST",
+        Operation(
+            "Leave a match and wait for the next",
+            {200: shapes.MatchState},
+            body=shapes.Empty,
+            errors=(403, 404, 410),
+        ),
+    ),
+    ApiRoute(
+        "/v1/matches/{session_id}/end",
+        end,
+        "POST",
+        Operation("Leave a match", {200: shapes.MatchState}, body=shapes.Empty, errors=(403, 404, 410)),
+    ),
 ]

@@ -21,13 +21,13 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Route
 
 from app import jsonin, shapes, tokens
 from app.api import answer, claims_of, client_address, issue, joined, path_uuid, read_body, state_of
 from app.errors import HearthError
 from app.events import Event
 from app.hub import Subscriber
+from app.openapi import ApiRoute, Operation, Stream
 
 KEEPALIVE_S = 15.0
 MAX_WAIT_S = 60
@@ -289,8 +289,50 @@ async def _long_poll(
 
 
 routes = [
-    Route("/v1/displays", register_display, methods=["POST"]),
-    Route("/v1/displays/{session_id}/events", display_events, methods=["GET"]),
-    Route("/v1/pair", pair, methods=["POST"]),
-    Route("/v1/join", join_by_code, methods=["POST"]),
+    ApiRoute(
+        "/v1/displays",
+        register_display,
+        "POST",
+        Operation(
+            "Register a display: a pairing code",
+            {201: shapes.DisplayRegistered},
+            body=shapes.NewDisplay,
+            errors=(404,),
+        ),
+    ),
+    ApiRoute(
+        "/v1/displays/{session_id}/events",
+        display_events,
+        "GET",
+        Operation(
+            "The display's outcome: an event stream, or with ?wait= a long poll",
+            {200: (Stream("text/event-stream", shapes.DisplayEvent), shapes.DisplayOutcome)},
+            "display",
+            query={
+                "wait": {"type": "integer", "minimum": 0, "maximum": MAX_WAIT_S, "description": "Seconds."}
+            },
+        ),
+    ),
+    ApiRoute(
+        "/v1/pair",
+        pair,
+        "POST",
+        Operation(
+            "Pair with a display by its code",
+            {200: shapes.Joined},
+            body=shapes.Code,
+            errors=(404, 409, 410, 429),
+        ),
+    ),
+    ApiRoute(
+        "/v1/join",
+        join_by_code,
+        "POST",
+        Operation(
+            "Join a room by its code",
+            {200: shapes.Joined},
+            body=shapes.Code,
+            errors=(403, 404, 409, 410, 429),
+        ),
+    ),
 ]

@@ -151,6 +151,13 @@ class DisplayOutcome(Answer):
     data: dict[str, Any] | None = Field(None, description="The session.paired or session.expired event.")
 
 
+class DisplayEvent(Answer):
+    """One server-sent event of a display's stream: its outcome, after which the stream ends."""
+
+    event: Literal["paired", "expired"]
+    data: str = Field(description="The session.paired or session.expired event, as JSON text.")
+
+
 class MatchState(Answer):
     state: Literal["idle", "waiting", "connecting", "in_call"]
 
