@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 
 from app.metrics import Metrics
-
-log = logging.getLogger("hearth.heartbeat")
 
 MAX_BATCH = 10_000
 # One round trip: touch(participants, identities) -> how many participants were present.
@@ -104,12 +101,10 @@ class Heartbeats:
         return present
 
     async def run(self) -> None:
+        """The flusher. A failed flush keeps what was due for the next (its supervisor restarts it)."""
         while True:
             await asyncio.sleep(self.flush_s)
-            try:
-                await self.flush()
-            except Exception as exc:
-                log.warning("heartbeat flush failed, will retry: %s", exc)
+            await self.flush()
 
     async def close(self) -> None:
         """On shutdown: one last touch for everyone here, so they have a full presence_timeout to

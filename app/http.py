@@ -77,7 +77,8 @@ async def readyz(request: Request) -> Response:
     state = state_of(request)
     database = await state.db.ping()
     listener = state.listener.connected
-    ready = database and listener
+    # The relay's own loops; LiveKit's and matchmaking's loops never make an instance unready.
+    ready = database and listener and state.loops.up("dispatcher") and state.loops.up("heartbeats")
     return answer(shapes.Readiness(ready=ready, database=database, listener=listener), 200 if ready else 503)
 
 

@@ -227,17 +227,16 @@ class Hub:
         self._wake.set()
 
     async def run(self) -> None:
-        """The dispatcher: one task; each round reads every stream rung since the last one."""
+        """The dispatcher: one task; each round reads every stream rung since the last one. A failed
+        round rings its streams again; its supervisor starts the dispatcher again, which reads them."""
+        self._wake.set()
         while True:
             await self._wake.wait()
             self._wake.clear()
             try:
                 await self._round()
-            except Exception:
-                log.exception("reading rung streams failed; retrying")
-                await asyncio.sleep(0.5)
-                self._wake.set()
-            self._count()  # also what catch-ups delivered meanwhile
+            finally:
+                self._count()  # also what catch-ups delivered meanwhile
 
     def _read_from(self, stream_id: str, rung: int) -> int | None:
         """Where to read a rung stream from: its cursor; for a stream not read here yet, just below the

@@ -92,10 +92,11 @@ class RoomWorker:
         self.wake = asyncio.Event()
         self._api: Any = None
 
-    async def run(self) -> None:
+    async def open(self) -> None:
+        """LiveKitAPI owns an aiohttp session: it is made inside the running event loop, before the two
+        loops that share it start."""
         from livekit import api
 
-        # LiveKitAPI owns an aiohttp session: create it inside the running loop.
         self._api = api.LiveKitAPI(
             self._url,
             self._api_key,
@@ -103,12 +104,16 @@ class RoomWorker:
             timeout=aiohttp.ClientTimeout(total=self._timeout_s),
             failover=False,
         )
-        try:
-            await asyncio.gather(
-                every(1.0, self.wake, self.work), every(self._reconcile_s, None, self.reconcile)
-            )
-        finally:
+
+    async def close(self) -> None:
+        if self._api is not None:
             await self._api.aclose()
+
+    async def work_loop(self) -> None:
+        await every(1.0, self.wake, self.work)
+
+    async def reconcile_loop(self) -> None:
+        await every(self._reconcile_s, None, self.reconcile)
 
     async def work(self) -> None:
         while True:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -21,8 +20,9 @@ from app.errors import HearthError
 from app.events import Event, Listener
 from app.heartbeat import Heartbeats
 from app.hub import PAGE as EVENTS_PAGE
-from app.hub import Hub
+from app.hub import FetchFrames, Hub
 from app.livekit import RoomWorker
+from app.loops import Supervisor
 from app.maintenance import Maintenance
 from app.metrics import Metrics
 from app.state import AppState
@@ -50,23 +50,12 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = await Database.open(settings.database_url.reveal(), metrics)
-
-        async def fetch(stream_ids: list[str], after: list[int]) -> list[Event]:
-            return [Event.from_row(row) for row in await db.event_frames(stream_ids, after, EVENTS_PAGE)]
-
-        hub = Hub(fetch, metrics)
+        hub = Hub(_frames(db), metrics)
         matchmaking = matching.Matchmaking(db, grace_s=settings.livekit_grace_s)
         wake_channels = {"hearth_match": matchmaking.wake.set}
-        room_worker: RoomWorker | None = None
-        if settings.livekit_url and settings.livekit_api_key:
-            room_worker = RoomWorker(
-                db,
-                settings.livekit_url,
-                settings.livekit_api_key,
-                settings.livekit_api_secret.reveal(),
-                reconcile_s=settings.livekit_reconcile_s,
-                timeout_s=settings.livekit_timeout_s,
-            )
+        room_worker = _room_worker(settings, db)
+        if room_worker is not None:
+            await room_worker.open()
             wake_channels["hearth_livekit"] = room_worker.wake.set
         listener = Listener(
             settings.database_url.reveal(),
@@ -78,34 +67,32 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
         )
         interval_s = int((await db.heartbeat_interval_s()) or 30)
         heartbeats = Heartbeats(db.touch, metrics, flush_s=heartbeat_flush_s, keepalive_s=interval_s / 2)
-        app.state.hearth = AppState(settings, metrics, db, hub, listener, heartbeats, interval_s)
-        tasks = [
-            asyncio.create_task(listener.run(), name="hearth-listener"),
-            asyncio.create_task(hub.run(), name="hearth-dispatcher"),
-            asyncio.create_task(heartbeats.run(), name="hearth-heartbeats"),
-            asyncio.create_task(matchmaking.run(), name="hearth-matchmaking"),
-            asyncio.create_task(
-                Maintenance(
-                    settings.database_url.reveal(),
-                    settings.maintenance,
-                    scale=settings.maintenance_scale,
-                    instance=settings.instance_id,
-                ).run(),
-                name="hearth-maintenance",
-            ),
-        ]
+        loops = Supervisor(metrics)
+        app.state.hearth = AppState(settings, metrics, db, hub, listener, heartbeats, interval_s, loops)
+        loops.start("listener", listener.run)
+        loops.start("dispatcher", hub.run)
+        loops.start("heartbeats", heartbeats.run)
+        loops.start("matcher", matchmaking.match_loop)
+        loops.start("match-reaper", matchmaking.reap_loop)
         if room_worker is not None:
-            tasks.append(asyncio.create_task(room_worker.run(), name="hearth-livekit-rooms"))
+            loops.start("livekit-rooms", room_worker.work_loop)
+            loops.start("livekit-reconciler", room_worker.reconcile_loop)
+        maintenance = Maintenance(
+            settings.database_url.reveal(),
+            settings.maintenance,
+            scale=settings.maintenance_scale,
+            instance=settings.instance_id,
+        )
+        loops.start("maintenance", maintenance.run)
         try:
             yield
         finally:
             # uvicorn has already closed the websockets with 1012 by now.
-            await heartbeats.close()
-            await listener.stop()
+            await loops.stop()
+            await heartbeats.close()  # the last touch, once the flusher has stopped
             await hub.stop()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if room_worker is not None:
+                await room_worker.close()
             await db.close()
 
     app = Starlette(
@@ -127,6 +114,26 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
     )
     app.state.metrics = metrics  # the edge's protocols count what they refuse (uvicorn_config)
     return app
+
+
+def _frames(db: Database) -> FetchFrames:
+    async def fetch(stream_ids: list[str], after: list[int]) -> list[Event]:
+        return [Event.from_row(row) for row in await db.event_frames(stream_ids, after, EVENTS_PAGE)]
+
+    return fetch
+
+
+def _room_worker(settings: Settings, db: Database) -> RoomWorker | None:
+    if not (settings.livekit_url and settings.livekit_api_key):
+        return None
+    return RoomWorker(
+        db,
+        settings.livekit_url,
+        settings.livekit_api_key,
+        settings.livekit_api_secret.reveal(),
+        reconcile_s=settings.livekit_reconcile_s,
+        timeout_s=settings.livekit_timeout_s,
+    )
 
 
 async def _hearth_error(request: Request, exc: Exception) -> Response:

@@ -34,8 +34,11 @@ class Matchmaking:
     async def reap(self) -> None:
         await self._db.end_abandoned_matches(timedelta(seconds=self._grace_s))
 
-    async def run(self) -> None:
-        await asyncio.gather(every(self._tick_s, self.wake, self.match), every(5.0, None, self.reap))
+    async def match_loop(self) -> None:
+        await every(self._tick_s, self.wake, self.match)
+
+    async def reap_loop(self) -> None:
+        await every(5.0, None, self.reap)
 
 
 def _answer_state(state: str) -> Response:

@@ -56,6 +56,15 @@ class Metrics:
             "HTTP requests whose client went away before the request was read",
             registry=r,
         )
+        self.loop_up = Gauge(
+            "hearth_loop_up",
+            "1 while a background loop runs (or has finished by design); 0 while it waits to restart",
+            ["loop"],
+            registry=r,
+        )
+        self.loop_restarts = Counter(
+            "hearth_loop_restarts_total", "Background loops restarted after a crash", ["loop"], registry=r
+        )
         self.slow_consumers = Counter(
             "hearth_ws_slow_consumer_closes_total", "Websockets closed for not keeping up", registry=r
         )

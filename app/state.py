@@ -9,6 +9,7 @@ from app.db import Database
 from app.events import Listener
 from app.heartbeat import Heartbeats
 from app.hub import Hub
+from app.loops import Supervisor
 from app.metrics import Metrics
 
 
@@ -21,3 +22,4 @@ class AppState:
     listener: Listener
     heartbeats: Heartbeats
     heartbeat_interval_s: int
+    loops: Supervisor
