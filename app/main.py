@@ -47,54 +47,6 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
 
     metrics = Metrics()
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        db = await Database.open(settings.database_url.reveal(), metrics)
-        hub = Hub(_frames(db), metrics)
-        matchmaking = matching.Matchmaking(db, grace_s=settings.livekit_grace_s)
-        wake_channels = {"hearth_match": matchmaking.wake.set}
-        room_worker = _room_worker(settings, db)
-        if room_worker is not None:
-            await room_worker.open()
-            wake_channels["hearth_livekit"] = room_worker.wake.set
-        listener = Listener(
-            settings.database_url.reveal(),
-            hub.notify,
-            hub.resync,
-            metrics,
-            application_name=f"hearth-listener {settings.instance_id}"[:63],
-            wake_channels=wake_channels,
-        )
-        interval_s = int((await db.heartbeat_interval_s()) or 30)
-        heartbeats = Heartbeats(db.touch, metrics, flush_s=heartbeat_flush_s, keepalive_s=interval_s / 2)
-        loops = Supervisor(metrics)
-        app.state.hearth = AppState(settings, metrics, db, hub, listener, heartbeats, interval_s, loops)
-        loops.start("listener", listener.run)
-        loops.start("dispatcher", hub.run)
-        loops.start("heartbeats", heartbeats.run)
-        loops.start("matcher", matchmaking.match_loop)
-        loops.start("match-reaper", matchmaking.reap_loop)
-        if room_worker is not None:
-            loops.start("livekit-rooms", room_worker.work_loop)
-            loops.start("livekit-reconciler", room_worker.reconcile_loop)
-        maintenance = Maintenance(
-            settings.database_url.reveal(),
-            settings.maintenance,
-            scale=settings.maintenance_scale,
-            instance=settings.instance_id,
-        )
-        loops.start("maintenance", maintenance.run)
-        try:
-            yield
-        finally:
-            # uvicorn has already closed the websockets with 1012 by now.
-            await loops.stop()
-            await heartbeats.close()  # the last touch, once the flusher has stopped
-            await hub.stop()
-            if room_worker is not None:
-                await room_worker.close()
-            await db.close()
-
     app = Starlette(
         routes=[
             *http.routes,
@@ -104,7 +56,7 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
             *demo.routes,
             WebSocketRoute("/v1/ws", websocket_endpoint),
         ],
-        lifespan=lifespan,
+        lifespan=lambda app: _running(app, settings, metrics, heartbeat_flush_s),
         exception_handlers={
             HearthError: _hearth_error,
             ClientDisconnect: _client_gone,
@@ -114,6 +66,58 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
     )
     app.state.metrics = metrics  # the edge's protocols count what they refuse (uvicorn_config)
     return app
+
+
+@contextlib.asynccontextmanager
+async def _running(
+    app: Starlette, settings: Settings, metrics: Metrics, heartbeat_flush_s: float
+) -> AsyncIterator[None]:
+    """The lifespan: the pool, the hub and its listener, heartbeats, and every background loop."""
+    db = await Database.open(settings.database_url.reveal(), metrics)
+    hub = Hub(_frames(db), metrics)
+    matchmaking = matching.Matchmaking(db, grace_s=settings.livekit_grace_s)
+    wake_channels = {"hearth_match": matchmaking.wake.set}
+    room_worker = _room_worker(settings, db)
+    if room_worker is not None:
+        await room_worker.open()
+        wake_channels["hearth_livekit"] = room_worker.wake.set
+    listener = Listener(
+        settings.database_url.reveal(),
+        hub.notify,
+        hub.resync,
+        metrics,
+        application_name=f"hearth-listener {settings.instance_id}"[:63],
+        wake_channels=wake_channels,
+    )
+    interval_s = int((await db.heartbeat_interval_s()) or 30)
+    heartbeats = Heartbeats(db.touch, metrics, flush_s=heartbeat_flush_s, keepalive_s=interval_s / 2)
+    loops = Supervisor(metrics)
+    app.state.hearth = AppState(settings, metrics, db, hub, listener, heartbeats, interval_s, loops)
+    loops.start("listener", listener.run)
+    loops.start("dispatcher", hub.run)
+    loops.start("heartbeats", heartbeats.run)
+    loops.start("matcher", matchmaking.match_loop)
+    loops.start("match-reaper", matchmaking.reap_loop)
+    if room_worker is not None:
+        loops.start("livekit-rooms", room_worker.work_loop)
+        loops.start("livekit-reconciler", room_worker.reconcile_loop)
+    maintenance = Maintenance(
+        settings.database_url.reveal(),
+        settings.maintenance,
+        scale=settings.maintenance_scale,
+        instance=settings.instance_id,
+    )
+    loops.start("maintenance", maintenance.run)
+    try:
+        yield
+    finally:
+        # uvicorn has already closed the websockets with 1012 by now.
+        await loops.stop()
+        await heartbeats.close()  # the last touch, once the flusher has stopped
+        await hub.stop()
+        if room_worker is not None:
+            await room_worker.close()
+        await db.close()
 
 
 def _frames(db: Database) -> FetchFrames:
