@@ -12,6 +12,11 @@ frame below it is a duplicate and is dropped; a frame above it means a gap (door
 listener was down, rows deleted), and the subscriber catches up from the table while buffering live
 frames, then goes live again. So a client sees every event of its streams once, in order, whatever
 the listener went through. The same routine brings a new subscriber from its `after` to live.
+
+A subscription is an async context manager (`async with hub.subscribe(...) as sub`, as broadcaster's
+`subscribe()`): the subscriber leaves the hub when the block ends, however it ends. A consumer declares
+the event types it acts on (`watch`) and what to do with one (`on_event`); a consumer that only watches
+(a display's event stream) asks for no frames (`send=False`), so none queue up.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 from app.events import Event, parse_doorbell
@@ -33,8 +38,6 @@ log = logging.getLogger("hearth.hub")
 MAX_QUEUED_FRAMES = 2000
 MAX_QUEUED_BYTES = 8 * 1024 * 1024
 CLOSE_SLOW_CONSUMER = 1013
-# The only event types an `on_frame` watcher acts on (socket closes, a display's outcome).
-WATCHED_TYPES = frozenset({"presence.leave", "session.expired", "session.ended", "session.paired"})
 
 # Events of streams after given seqs, at most PAGE per stream, in order (hearth.event_frames).
 FetchFrames = Callable[[list[str], list[int]], Awaitable[list[Event]]]
@@ -43,10 +46,22 @@ PAGE = 500
 _RESYNC = 2**63
 
 
-class Subscriber:
-    """One websocket's view: the streams it follows, what it has been sent, what it still must send."""
+OnEvent = Callable[["Subscriber", Event], None]
 
-    def __init__(self, hub: Hub, participant_id: str | None) -> None:
+
+class Subscriber:
+    """One consumer's view (a websocket, a display's event stream): the streams it follows, what it has
+    been sent, what it still must send, and the event types it watches."""
+
+    def __init__(
+        self,
+        hub: Hub,
+        participant_id: str | None,
+        *,
+        watch: Iterable[str] = (),
+        on_event: OnEvent | None = None,
+        send: bool = True,
+    ) -> None:
         self.hub = hub
         self.participant_id = participant_id
         self.next_seq: dict[str, int] = {}
@@ -56,10 +71,19 @@ class Subscriber:
         self._wake = asyncio.Event()
         self.close_code: int | None = None
         self.close_reason = ""
-        self.on_frame: Callable[[Subscriber, Event], None] | None = None
+        self._watch = frozenset(watch)
+        self._on_event = on_event
+        self._send = send
+
+    @property
+    def streams(self) -> set[str]:
+        """The streams it follows, live or catching up."""
+        return set(self.next_seq) | set(self._buffers)
 
     # Called by the hub (dispatcher) for every live event of a followed stream.
     def offer(self, event: Event) -> None:
+        if self.close_code is not None:
+            return  # closing: its writer sends what is queued, nothing more
         buffer = self._buffers.get(event.stream_id)
         if buffer is not None:
             buffer.append(event)
@@ -80,10 +104,11 @@ class Subscriber:
 
     def _deliver(self, event: Event) -> None:
         self.next_seq[event.stream_id] = event.seq + 1
-        self.push(event.text)
-        self.hub.delivered += 1
-        if self.on_frame is not None and event.type in WATCHED_TYPES:
-            self.on_frame(self, event)
+        if self._send:
+            self.push(event.text)
+            self.hub.delivered += 1
+        if self._on_event is not None and event.type in self._watch:
+            self._on_event(self, event)
 
     def push(self, text: str) -> None:
         if self.close_code is not None:
@@ -97,11 +122,6 @@ class Subscriber:
             self.close(CLOSE_SLOW_CONSUMER, "too slow: frames were piling up")
         elif len(self._out) == 1:
             self._wake.set()  # the writer waits only on an empty queue
-
-    def drop_frames(self) -> None:
-        """For followers that only watch (a display's event stream): forget what was queued."""
-        self._out.clear()
-        self._out_bytes = 0
 
     def close(self, code: int, reason: str = "") -> None:
         """Close after the frames already queued are sent."""
@@ -163,10 +183,6 @@ class Subscriber:
                     self._accept(event)
             return
 
-    def detach(self) -> None:
-        self.hub.remove(self)
-        self.close(1000)
-
 
 class Hub:
     def __init__(self, fetch: FetchFrames, metrics: Metrics) -> None:
@@ -182,11 +198,28 @@ class Hub:
         self.delivered = 0  # frames queued to subscribers; flushed into the metric once per round
         self._counted = 0
 
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self,
+        participant_id: str | None,
+        *,
+        watch: Iterable[str] = (),
+        on_event: OnEvent | None = None,
+        send: bool = True,
+    ) -> AsyncIterator[Subscriber]:
+        """A subscriber for the block's duration: it follows streams with `follow`/`go_live` and leaves
+        every one of them when the block ends."""
+        subscriber = Subscriber(self, participant_id, watch=watch, on_event=on_event, send=send)
+        try:
+            yield subscriber
+        finally:
+            self._remove(subscriber)
+
     def add(self, stream_id: str, subscriber: Subscriber) -> None:
         self._streams.setdefault(stream_id, set()).add(subscriber)
 
-    def remove(self, subscriber: Subscriber) -> None:
-        for stream_id in list(subscriber.next_seq) + list(subscriber._buffers):
+    def _remove(self, subscriber: Subscriber) -> None:
+        for stream_id in subscriber.streams:
             subs = self._streams.get(stream_id)
             if subs is not None:
                 subs.discard(subscriber)

@@ -36,6 +36,8 @@ MAX_WAIT_S = 60
 # given is read from one end of the stream, this many events at most.
 END_EVENTS = 8
 WAITING, PAIRED, OVER = "waiting", "paired", "over"
+# What a display's event stream watches in its session's stream: its outcome.
+DISPLAY_EVENTS = frozenset({"session.paired", "session.expired", "session.ended"})
 
 
 class _OneAtATime:
@@ -106,7 +108,7 @@ class _Outcome:
         self.name, self.frame = name, frame
         self.done.set()
 
-    def on_frame(self, sub: Subscriber, event: Event) -> None:
+    def on_event(self, sub: Subscriber, event: Event) -> None:
         if event.identity or self.done.is_set():
             return
         if event.type == "session.paired":
@@ -185,24 +187,25 @@ async def _read_events(request: Request, session_id: uuid.UUID, after: int) -> l
     return [Event.from_row(row) for row in rows]
 
 
-async def _follow(
+@contextlib.asynccontextmanager
+async def _outcome_of(
     request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: _Snapshot
-) -> tuple[Subscriber, _Outcome]:
-    """Follow a waiting display's session from its head (what came after the snapshot is read first).
-    The caller removes the subscriber from the hub when done."""
-    state = state_of(request)
-    sub = Subscriber(state.hub, str(claims.participant_id))
+) -> AsyncIterator[_Outcome]:
+    """The display's outcome: already settled, or settling while the block runs, its session followed
+    from the head (what came after the snapshot is read first) and left when the block ends."""
+    outcome = await _settled(request, session_id, claims, snapshot)
+    if outcome is not None:
+        yield outcome
+        return
     outcome = _Outcome()
-    sub.on_frame = outcome.on_frame
-    stream = str(session_id)
-    sub.follow(stream)
-    try:
+    subscription = state_of(request).hub.subscribe(
+        str(claims.participant_id), watch=DISPLAY_EVENTS, on_event=outcome.on_event, send=False
+    )
+    async with subscription as sub:
+        stream = str(session_id)
+        sub.follow(stream)
         await sub.go_live(stream, snapshot.seq)
-    except BaseException:
-        state.hub.remove(sub)
-        raise
-    sub.drop_frames()
-    return sub, outcome
+        yield outcome
 
 
 def _display_claims(request: Request, session_id: uuid.UUID) -> tokens.Claims:
@@ -248,41 +251,26 @@ async def _sse(
     state = state_of(request)
     assert claims.participant_id is not None
     state.heartbeats.connected(claims.participant_id)
-    sub: Subscriber | None = None
     try:
         # Followed only once the response runs: a client gone before that leaves nothing behind.
-        outcome = await _settled(request, session_id, claims, snapshot)
-        if outcome is None:
-            sub, outcome = await _follow(request, session_id, claims, snapshot)
-        yield ": waiting for a controller\n\n"
-        while not outcome.done.is_set():
-            await _until_done(outcome, KEEPALIVE_S)
-            if sub is not None:
-                sub.drop_frames()
-            if not outcome.done.is_set():
-                yield ": keep-alive\n\n"
+        async with _outcome_of(request, session_id, claims, snapshot) as outcome:
+            yield ": waiting for a controller\n\n"
+            while not outcome.done.is_set():
+                await _until_done(outcome, KEEPALIVE_S)
+                if not outcome.done.is_set():
+                    yield ": keep-alive\n\n"
         yield f"event: {outcome.name}\ndata: {json.dumps(outcome.frame)}\n\n"
     finally:
-        if sub is not None:
-            state.hub.remove(sub)
         state.heartbeats.disconnected(claims.participant_id)
 
 
 async def _long_poll(
     request: Request, session_id: uuid.UUID, claims: tokens.Claims, snapshot: _Snapshot, wait: int
 ) -> Response:
-    state = state_of(request)
     assert claims.participant_id is not None
-    state.heartbeats.activity(claims.participant_id)
-    sub: Subscriber | None = None
-    try:
-        outcome = await _settled(request, session_id, claims, snapshot)
-        if outcome is None:
-            sub, outcome = await _follow(request, session_id, claims, snapshot)
-            await _until_done(outcome, wait)
-    finally:
-        if sub is not None:
-            state.hub.remove(sub)
+    state_of(request).heartbeats.activity(claims.participant_id)
+    async with _outcome_of(request, session_id, claims, snapshot) as outcome:
+        await _until_done(outcome, wait)
     if not outcome.done.is_set():
         return answer(shapes.DisplayOutcome(event=None))
     return answer(shapes.DisplayOutcome.model_validate({"event": outcome.name, "data": outcome.frame}))

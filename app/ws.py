@@ -8,13 +8,15 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from app import db, jsonin, tokens
 from app.errors import HearthError
-from app.hub import Subscriber
+from app.events import Event
+from app.hub import OnEvent, Subscriber
 from app.state import AppState
 
 log = logging.getLogger("hearth.ws")
@@ -75,8 +77,12 @@ async def _writer(websocket: WebSocket, sub: Subscriber) -> None:
                     await websocket.send_text(frame)
 
 
-def _watch_own_stream(participant_id: str) -> Any:
-    def on_frame(sub: Subscriber, event: Any) -> None:
+# What a session socket acts on in its own session's stream (an identity socket acts on nothing).
+OWN_STREAM_EVENTS = frozenset({"presence.leave", "session.expired", "session.ended"})
+
+
+def _watch_own_stream(participant_id: str) -> OnEvent:
+    def on_event(sub: Subscriber, event: Event) -> None:
         if event.identity:
             return
         if event.type in ("session.expired", "session.ended"):
@@ -89,10 +95,11 @@ def _watch_own_stream(participant_id: str) -> Any:
                 else:
                     sub.close(4404, "participant is no longer present; join again")
 
-    return on_frame
+    return on_event
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
+    """Open the identity stream, then the session's (a session token), then run until either side ends."""
     state: AppState = websocket.app.state.hearth
     await websocket.accept()
     try:
@@ -101,91 +108,124 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     except HearthError as exc:
         await websocket.close(exc.close_code, exc.message)
         return
+    pid = str(claims.participant_id) if claims.participant_id else None
+    watch = (OWN_STREAM_EVENTS, _watch_own_stream(pid)) if pid else ((), None)
+    async with (
+        state.hub.subscribe(pid, watch=watch[0], on_event=watch[1]) as sub,
+        _writing(websocket, sub) as writer,
+    ):
+        with contextlib.ExitStack() as presence:
+            try:
+                identity_seq = await _follow_identity(state, sub, claims)
+                if claims.session_id is None:
+                    await _open_identity_stream(state, sub, claims, identity_seq, after, presence)
+                else:
+                    await _open_session_stream(state, sub, claims, identity_seq, after, presence)
+                await _run(websocket, state, sub, writer, claims.participant_id)
+            except HearthError as exc:
+                sub.close(exc.close_code, exc.message)
+            except WebSocketDisconnect:
+                pass
+            except Exception:
+                log.exception("websocket handler failed")
+                sub.close(1011, "internal error")
 
-    participant_id = claims.participant_id
-    sub = Subscriber(state.hub, str(participant_id) if participant_id else None)
-    writer: asyncio.Task[None] | None = None
-    heartbeating = identity_heartbeating = False
+
+@contextlib.asynccontextmanager
+async def _writing(websocket: WebSocket, sub: Subscriber) -> AsyncIterator[asyncio.Task[None]]:
+    """The socket's one writer, for the block's duration; at its end the socket closes once what is
+    queued is sent (the writer gets a few seconds for it)."""
+    writer = asyncio.create_task(_writer(websocket, sub))
     try:
-        identity = str(claims.identity_id)
-        sub.follow(identity)
-        identity_seq = await state.db.identity_seq(claims.identity_id)
-        if claims.session_id is not None:
-            session = str(claims.session_id)
-            sub.follow(session)
-            snapshot = await state.db.session_state(claims.session_id)
-            if snapshot["expired"]:
-                raise HearthError("HT410", "session is expired or ended")
-            if all(p["participant_id"] != str(participant_id) for p in snapshot["participants"]):
-                raise HearthError("HT404", "participant is no longer in the session; join again")
-            welcome: dict[str, Any] = {
-                "type": "welcome",
-                "session_id": session,
-                "participant_id": str(participant_id),
-                "identity_id": identity,
-                "presence": [
-                    {k: p[k] for k in ("participant_id", "identity_id", "role", "display_name", "joined_at")}
-                    for p in snapshot["participants"]
-                ],
-                "seq": snapshot["seq"],
-                "identity_seq": identity_seq,
-                "heartbeat_interval_s": state.heartbeat_interval_s,
-            }
-            sub.on_frame = _watch_own_stream(str(participant_id))
-            sub.push(json.dumps(welcome))
-            writer = asyncio.create_task(_writer(websocket, sub))
-            assert participant_id is not None
-            state.heartbeats.connected(participant_id)
-            heartbeating = True
-            await sub.go_live(session, snapshot["seq"] if after is None else min(after, snapshot["seq"]))
-            await sub.go_live(identity, identity_seq)
-        else:
-            sub.push(
-                json.dumps(
-                    {
-                        "type": "welcome",
-                        "identity_id": identity,
-                        "seq": identity_seq,
-                        "heartbeat_interval_s": state.heartbeat_interval_s,
-                    }
-                )
-            )
-            writer = asyncio.create_task(_writer(websocket, sub))
-            state.heartbeats.identity_connected(claims.identity_id)
-            identity_heartbeating = True
-            await sub.go_live(identity, identity_seq if after is None else min(after, identity_seq))
-        state.metrics.connections.inc()
-        reader = asyncio.create_task(_read_loop(websocket, state, sub, participant_id))
-        try:
-            # Whichever ends first ends the connection: the client went away, or the writer closed
-            # it (or gave up on a peer that stopped reading).
-            done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-            if reader in done:
-                reader.result()
-        finally:
-            reader.cancel()
-            state.metrics.connections.dec()
-    except HearthError as exc:
-        sub.close(exc.close_code, exc.message)
-        if writer is None:
-            writer = asyncio.create_task(_writer(websocket, sub))
-    except WebSocketDisconnect:
-        pass
-    except Exception:
-        log.exception("websocket handler failed")
-        sub.close(1011, "internal error")
-        if writer is None:
-            writer = asyncio.create_task(_writer(websocket, sub))
+        yield writer
     finally:
-        state.hub.remove(sub)
-        if heartbeating and participant_id is not None:
-            state.heartbeats.disconnected(participant_id)
-        if identity_heartbeating:
-            state.heartbeats.identity_disconnected(claims.identity_id)
-        if writer is not None:
-            sub.close(sub.close_code or 1000)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer, 5)
+        sub.close(sub.close_code or 1000)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(writer, 5)
+
+
+async def _follow_identity(state: AppState, sub: Subscriber, claims: tokens.Claims) -> int:
+    """Follow the identity's stream (live frames wait until it goes live); its head now."""
+    sub.follow(str(claims.identity_id))
+    return await state.db.identity_seq(claims.identity_id)
+
+
+async def _open_identity_stream(
+    state: AppState,
+    sub: Subscriber,
+    claims: tokens.Claims,
+    identity_seq: int,
+    after: int | None,
+    presence: contextlib.ExitStack,
+) -> None:
+    """An identity token: its welcome, then its stream from `after`."""
+    identity = str(claims.identity_id)
+    welcome = {"type": "welcome", "identity_id": identity, "seq": identity_seq}
+    sub.push(json.dumps({**welcome, "heartbeat_interval_s": state.heartbeat_interval_s}))
+    state.heartbeats.identity_connected(claims.identity_id)
+    presence.callback(state.heartbeats.identity_disconnected, claims.identity_id)
+    await sub.go_live(identity, identity_seq if after is None else min(after, identity_seq))
+
+
+async def _open_session_stream(
+    state: AppState,
+    sub: Subscriber,
+    claims: tokens.Claims,
+    identity_seq: int,
+    after: int | None,
+    presence: contextlib.ExitStack,
+) -> None:
+    """A session token: the participant must still be in a live session; its welcome (with who is
+    present), then the session's stream from `after` and the identity's from its head."""
+    assert claims.session_id is not None and claims.participant_id is not None
+    session, participant_id = str(claims.session_id), claims.participant_id
+    sub.follow(session)
+    snapshot = await state.db.session_state(claims.session_id)
+    if snapshot["expired"]:
+        raise HearthError("HT410", "session is expired or ended")
+    if all(p["participant_id"] != str(participant_id) for p in snapshot["participants"]):
+        raise HearthError("HT404", "participant is no longer in the session; join again")
+    sub.push(json.dumps(_session_welcome(state, claims, snapshot, identity_seq)))
+    state.heartbeats.connected(participant_id)
+    presence.callback(state.heartbeats.disconnected, participant_id)
+    await sub.go_live(session, snapshot["seq"] if after is None else min(after, snapshot["seq"]))
+    await sub.go_live(str(claims.identity_id), identity_seq)
+
+
+def _session_welcome(
+    state: AppState, claims: tokens.Claims, snapshot: dict[str, Any], identity_seq: int
+) -> dict[str, Any]:
+    keys = ("participant_id", "identity_id", "role", "display_name", "joined_at")
+    return {
+        "type": "welcome",
+        "session_id": str(claims.session_id),
+        "participant_id": str(claims.participant_id),
+        "identity_id": str(claims.identity_id),
+        "presence": [{k: p[k] for k in keys} for p in snapshot["participants"]],
+        "seq": snapshot["seq"],
+        "identity_seq": identity_seq,
+        "heartbeat_interval_s": state.heartbeat_interval_s,
+    }
+
+
+async def _run(
+    websocket: WebSocket,
+    state: AppState,
+    sub: Subscriber,
+    writer: asyncio.Task[None],
+    participant_id: uuid.UUID | None,
+) -> None:
+    """Whichever ends first ends the connection: the client went away, or the writer closed it (or gave
+    up on a peer that stopped reading)."""
+    state.metrics.connections.inc()
+    reader = asyncio.create_task(_read_loop(websocket, state, sub, participant_id))
+    try:
+        done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+        if reader in done:
+            reader.result()
+    finally:
+        reader.cancel()
+        state.metrics.connections.dec()
 
 
 async def _read_loop(
