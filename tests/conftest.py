@@ -28,7 +28,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cron_wait: waits for a pg_cron run (sorted to the end)")
 
 
-def _recreate(server: PgServer, name: str, template: str | None = None) -> None:
+def recreate_database(server: PgServer, name: str, template: str | None = None) -> None:
     with psycopg.connect(server.url("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         suffix = f' TEMPLATE "{template}"' if template else ""
@@ -45,12 +45,12 @@ def pg() -> Iterator[PgServer]:
 def template_db(pg: PgServer) -> str:
     """The migrated template. Its pg_cron jobs are not installed: a job connecting to a template would
     make cloning it fail."""
-    _recreate(pg, TEMPLATE_DB)
+    recreate_database(pg, TEMPLATE_DB)
     migrate.upgrade(pg.url(TEMPLATE_DB), cron=False)
     if pg.has_cron:
         # A database with real jobs, migrated early so that pg_cron has run them by the time the
         # cron tests (sorted last) look.
-        _recreate(pg, CRON_DB)
+        recreate_database(pg, CRON_DB)
         migrate.upgrade(pg.url(CRON_DB))
         # The same jobs, all of them every minute, so one test run sees every job run under pg_cron.
         _recreate(pg, JOBS_DB)
@@ -67,7 +67,7 @@ def template_db(pg: PgServer) -> str:
 @pytest.fixture
 def db_url(pg: PgServer, template_db: str) -> Iterator[str]:
     name = f"hearth_test_{uuid.uuid4().hex[:12]}"
-    _recreate(pg, name, template_db)
+    recreate_database(pg, name, template_db)
     yield pg.url(name)
     with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

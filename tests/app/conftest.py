@@ -15,7 +15,7 @@ from tests.app.harness import Api, Instance
 from tests.pg import PgServer
 
 
-def _clone(pg: PgServer, template: str) -> str:
+def clone_database(pg: PgServer, template: str) -> str:
     name = f"hearth_app_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
@@ -24,7 +24,7 @@ def _clone(pg: PgServer, template: str) -> str:
 
 @pytest.fixture(scope="module")
 def app_db(pg: PgServer, template_db: str) -> str:
-    return _clone(pg, template_db)
+    return clone_database(pg, template_db)
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,14 @@ import asyncpg
 import pytest
 
 from app import cron, maintenance
-from tests.app.conftest import _clone, start_instances
+from tests.app.conftest import clone_database, start_instances
 from tests.app.harness import Api, Instance, Ws, bearer
 from tests.pg import PgServer
 
 
 @pytest.fixture
 def maintained(pg: PgServer, template_db: str, log_dir: Path) -> Iterator[tuple[str, list[Instance]]]:
-    url = _clone(pg, template_db)  # its own database: the leader's expiry must not touch other tests'
+    url = clone_database(pg, template_db)  # its own database: the leader's expiry must not touch other tests'
     env = {"HEARTH_MAINTENANCE": "on", "HEARTH_MAINTENANCE_SCALE": str(1 / 60)}  # "every minute" = 1 s
     instances = start_instances(url, log_dir, 2, env)
     yield url, instances

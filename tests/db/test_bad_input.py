@@ -16,7 +16,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.conftest import _recreate
+from tests.conftest import recreate_database
 from tests.pg import PgServer
 
 UNKNOWN = uuid.UUID("00000000-0000-4000-8000-000000000000")
@@ -33,7 +33,7 @@ class World:
 @pytest.fixture(scope="module")
 async def world(pg: PgServer, template_db: str) -> AsyncIterator[World]:
     name = f"hearth_test_bad_{uuid.uuid4().hex[:8]}"
-    _recreate(pg, name, template_db)
+    recreate_database(pg, name, template_db)
     app = await asyncpg.connect(pg.url(name))
     admin = await asyncpg.connect(pg.url(name))
     try:

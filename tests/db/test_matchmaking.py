@@ -19,7 +19,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from tests.conftest import _recreate, raises_sqlstate
+from tests.conftest import raises_sqlstate, recreate_database
 from tests.db.helpers import (
     app_connection,
     db_now,
@@ -1019,7 +1019,7 @@ async def world(pg: PgServer, template_db: str) -> AsyncIterator[World]:
     """One database for every bad-input case (they all fail, so nothing is written): a match with a
     present participant and a job."""
     name = f"hearth_test_mm_{uuid.uuid4().hex[:8]}"
-    _recreate(pg, name, template_db)
+    recreate_database(pg, name, template_db)
     app = await asyncpg.connect(pg.url(name))
     admin = await asyncpg.connect(pg.url(name))
     try:
