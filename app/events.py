@@ -88,6 +88,7 @@ class Listener:
         self._keepalive_s = keepalive_s
         self._max_backoff_s = max_backoff_s
         self._conn: asyncpg.Connection | None = None
+        self._stopping = asyncio.Event()
         self.connected = False
         self.connects = 0
 
@@ -95,9 +96,9 @@ class Listener:
         self._on_notify(payload)
 
     async def run(self) -> None:
-        """Until cancelled (its supervisor stops it); what it does not expect escapes to the supervisor."""
+        """Until cancelled by its supervisor (or stopped); what it does not expect escapes to it."""
         backoff = 0.1
-        while True:
+        while not self._stopping.is_set():
             lost = asyncio.Event()
             try:
                 self._conn = await asyncpg.connect(
@@ -115,18 +116,22 @@ class Listener:
                 self.connects += 1
                 self._on_connect()
                 backoff = 0.1
-                while not lost.is_set():
+                while not self._stopping.is_set() and not lost.is_set():
                     await self._conn.fetchval("SELECT 1", timeout=self._keepalive_s)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lost.wait(), self._keepalive_s)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("listener connection lost: %s", exc)
+                if not self._stopping.is_set():
+                    log.warning("listener connection lost: %s", exc)
             finally:
                 self.connected = False
                 self._metrics.listener_up.set(0)
                 await self._close_conn()
+            if self._stopping.is_set():
+                break
             # Jittered exponential backoff, so instances do not reconnect in lockstep.
-            await asyncio.sleep(backoff * (0.5 + random.random()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, self._max_backoff_s)
 
     async def _close_conn(self) -> None:
@@ -134,3 +139,7 @@ class Listener:
         if conn is not None and not conn.is_closed():
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(conn.close(), 2)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        await self._close_conn()

@@ -172,6 +172,13 @@ def created_at(seconds: int) -> datetime | None:
     return datetime.fromtimestamp(seconds, tz=UTC) if seconds else None
 
 
+def service_errors() -> tuple[type[Exception], ...]:
+    """LiveKit away or refusing: its loops log a line for these, not a traceback."""
+    from livekit import api
+
+    return (api.TwirpError,)
+
+
 def require_configured(url: str, api_key: str) -> None:
     if not url or not api_key:
         raise HearthError("HT503", "LiveKit is not configured on this server")

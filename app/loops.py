@@ -40,6 +40,7 @@ class Loop:
     up: bool = True
     finished: bool = False
     crashes: int = 0
+    expected: tuple[type[BaseException], ...] = ()  # more errors worth a line, not a traceback
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -50,8 +51,10 @@ class Supervisor:
         self._max_backoff_s = max_backoff_s
         self.loops: dict[str, Loop] = {}
 
-    def start(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
-        loop = self.loops[name] = Loop(name, run)
+    def start(
+        self, name: str, run: Callable[[], Awaitable[None]], *, expected: tuple[type[BaseException], ...] = ()
+    ) -> None:
+        loop = self.loops[name] = Loop(name, run, expected=expected)
         self._set_up(loop, True)
         loop.task = asyncio.create_task(self._keep(loop), name=f"hearth-{name}")
 
@@ -71,7 +74,7 @@ class Supervisor:
                 self._metrics.loop_restarts.labels(loop.name).inc()
                 if time.monotonic() - started >= STEADY_S:
                     backoff = self._first_backoff_s
-                if isinstance(exc, EXPECTED):
+                if isinstance(exc, EXPECTED + loop.expected):
                     log.warning("%s loop failed, restarting in %.1fs: %s", loop.name, backoff, exc)
                 else:
                     log.exception("%s loop crashed, restarting in %.1fs", loop.name, backoff)

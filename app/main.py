@@ -99,8 +99,8 @@ async def _running(
     loops.start("matcher", matchmaking.match_loop)
     loops.start("match-reaper", matchmaking.reap_loop)
     if room_worker is not None:
-        loops.start("livekit-rooms", room_worker.work_loop)
-        loops.start("livekit-reconciler", room_worker.reconcile_loop)
+        loops.start("livekit-rooms", room_worker.work_loop, expected=livekit.service_errors())
+        loops.start("livekit-reconciler", room_worker.reconcile_loop, expected=livekit.service_errors())
     maintenance = Maintenance(
         settings.database_url.reveal(),
         settings.maintenance,
