@@ -83,7 +83,11 @@ class Api:
 
     def __init__(self, instance: Instance) -> None:
         self.instance = instance
-        self.http = httpx.AsyncClient(base_url=instance.base_url, timeout=10)
+        # Idle connections are dropped sooner than the server's 5 s keep-alive timeout: a request sent on
+        # a connection the server is closing at that moment fails ("disconnected without a response").
+        self.http = httpx.AsyncClient(
+            base_url=instance.base_url, timeout=10, limits=httpx.Limits(keepalive_expiry=2.0)
+        )
 
     async def close(self) -> None:
         await self.http.aclose()
