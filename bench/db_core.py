@@ -47,6 +47,7 @@ from bench._db import (
     settle,
     time_calls,
 )
+from bench.common import log
 
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 TABLES = ("hearth_data.identities", "hearth_data.sessions", "hearth_data.participants",
@@ -65,10 +66,6 @@ def code_sql(expr: str) -> str:
     """A unique 6-character session code for an integer < 31^6: its base-31 digits in the code alphabet."""
     digits = [f"substr('{ALPHABET}', (({expr}) / {31**k} % 31)::int + 1, 1)" for k in range(6)]
     return " || ".join(digits)
-
-
-def log(message: str = "") -> None:
-    print(message, flush=True)
 
 
 # --- 1. touch ---------------------------------------------------------------------------------------

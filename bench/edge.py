@@ -32,17 +32,10 @@ from typing import Any
 
 from app.cluster import free_port
 from bench._db import machine_facts
-from bench.relay_common import (
-    LOG_DIR,
-    SECRET,
-    CpuMeter,
-    Proc,
-    bench_cluster,
-    cpu_seconds,
-    create_database,
-    log,
-    wait_http,
-)
+from bench.common import log, log_dir
+from bench.load import SECRET, bench_cluster, create_database
+from bench.measure import CpuMeter, cpu_seconds
+from bench.processes import Proc, wait_http
 
 VARIANTS = ("hearth", "httptools", "h11")
 HEALTHZ = (
@@ -125,7 +118,7 @@ async def throughput(server: Server, args: argparse.Namespace, cluster: Any) -> 
             "measure_s": args.measure_s,
             "connections": args.connections,
         }
-        path = LOG_DIR / f"edge-load-{server.variant}-{n}.json"
+        path = log_dir() / f"edge-load-{server.variant}-{n}.json"
         path.write_text(json.dumps(spec))
         command = [sys.executable, "-m", "bench.edge", "--load", str(path)]
         procs.append(Proc(path.stem, command, json_stdout=True))
@@ -184,7 +177,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     with bench_cluster() as cluster:
         url = await create_database(cluster, "edge")
         log(
-            f"Edge benchmark (logs in {LOG_DIR}): {args.load_procs} client processes x {args.connections}"
+            f"Edge benchmark (logs in {log_dir()}): {args.load_procs} client processes x {args.connections}"
             f" keep-alive connections, GET /healthz with {len(HEALTHZ)} bytes of head"
         )
         for round_no in range(1, args.rounds + 1):

@@ -16,61 +16,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import httpx
 from websockets.asyncio.client import connect
 
-from app.cluster import free_port
 from bench._db import bench_cluster, create_database
+from bench.common import percentile
+from bench.processes import hearth_server
+from tests.app.harness import Instance
 from tests.livekit_double import LiveKitDouble
 
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = "bench-secret-for-hearth-tokens-0123456789"
 LK_KEY, LK_SECRET = "devkey", "bench-livekit-secret-0123456789abcdef"
 
 
-class Instance:
-    def __init__(self, url: str, double: LiveKitDouble, name: str, log_dir: Path) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "HEARTH_DATABASE_URL": url,
-            "HEARTH_SECRET": SECRET,
-            "HEARTH_PORT": str(self.port),
-            "HEARTH_INSTANCE_ID": name,
-            "LIVEKIT_URL": double.url,
-            "LIVEKIT_API_KEY": LK_KEY,
-            "LIVEKIT_API_SECRET": LK_SECRET,
-        }
-        self.log = (log_dir / f"{name}.log").open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve"], cwd=ROOT, env=env, stdout=self.log, stderr=self.log
-        )
-
-    async def ready(self) -> None:
-        async with httpx.AsyncClient(timeout=1) as http:
-            for _ in range(400):
-                try:
-                    if (await http.get(self.base + "/readyz")).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise RuntimeError("instance not ready")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(15)
-        self.log.close()
+def _instance(url: str, double: LiveKitDouble, name: str) -> Instance:
+    return hearth_server(
+        url, name, {"LIVEKIT_URL": double.url, "LIVEKIT_API_KEY": LK_KEY, "LIVEKIT_API_SECRET": LK_SECRET}
+    )
 
 
 async def _side(http: httpx.AsyncClient, base: str, token: str, ws: Any) -> tuple[float, str, str]:
@@ -95,17 +60,17 @@ async def _pair(
 ) -> tuple[float, float]:
     sides = []
     for inst in (a, b):
-        ident = (await http.post(f"{inst.base}/v1/identities", json={})).json()
+        ident = (await http.post(f"{inst.base_url}/v1/identities", json={})).json()
         ws = await connect(f"ws://127.0.0.1:{inst.port}/v1/ws?token={ident['token']}")
         json.loads(await ws.recv())  # welcome
         sides.append((inst, ident["token"], ws))
     (ia, ta, wa), (ib, tb, wb) = sides
-    await http.post(f"{ia.base}/v1/match/queue", headers={"Authorization": f"Bearer {ta}"})
+    await http.post(f"{ia.base_url}/v1/match/queue", headers={"Authorization": f"Bearer {ta}"})
     start = time.perf_counter()
-    await http.post(f"{ib.base}/v1/match/queue", headers={"Authorization": f"Bearer {tb}"})
+    await http.post(f"{ib.base_url}/v1/match/queue", headers={"Authorization": f"Bearer {tb}"})
     # With --concurrency > 1 the queue is shared, so A and B may each be matched with someone else.
     (ta_done, room_a, token_a), (tb_done, room_b, token_b) = await asyncio.gather(
-        _side(http, ia.base, ta, wa), _side(http, ib.base, tb, wb)
+        _side(http, ia.base_url, ta, wa), _side(http, ib.base_url, tb, wb)
     )
     elapsed = max(ta_done, tb_done) - start
     # Usable: the double (checking signature, key, roomJoin for this room) admits both once the room exists.
@@ -121,9 +86,10 @@ async def _pair(
     return elapsed, room_ready
 
 
-def _pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
+def _ms(values: list[float], q: float) -> float:
+    value = percentile(values, q)
+    assert value is not None
+    return value * 1000
 
 
 async def main() -> None:
@@ -131,15 +97,14 @@ async def main() -> None:
     parser.add_argument("--pairs", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args()
-    log_dir = Path(tempfile.mkdtemp(prefix="hearth-bench-match-"))
     with bench_cluster() as cluster:
         url = await create_database(cluster, "match_latency")
         async with LiveKitDouble(api_key=LK_KEY, api_secret=LK_SECRET) as double:
-            a, b = Instance(url, double, "a", log_dir), Instance(url, double, "b", log_dir)
+            a, b = _instance(url, double, "a"), _instance(url, double, "b")
             try:
                 await a.ready()
                 await b.ready()
-                double.webhook_url = a.base + "/v1/livekit/webhook"
+                double.webhook_url = a.base_url + "/v1/livekit/webhook"
                 async with httpx.AsyncClient(timeout=10) as http:
                     for _ in range(5):  # warm-up
                         await _pair(http, a, b, double)
@@ -150,18 +115,18 @@ async def main() -> None:
                         results += await asyncio.gather(*(_pair(http, a, b, double) for _ in range(batch)))
                     wall = time.perf_counter() - started
             finally:
-                a.stop()
-                b.stop()
+                await a.stop()
+                await b.stop()
     tokens = [r[0] for r in results]
     rooms = [r[1] for r in results]
     rate = len(results) / wall
     print(f"pairs={len(results)} concurrency={args.concurrency} wall={wall:.1f}s ({rate:.0f} pairs/s)")
     print(
-        f"second enqueue -> both match.found + token: p50 {_pct(tokens, 50):.1f} ms, "
-        f"p99 {_pct(tokens, 99):.1f} ms, mean {statistics.mean(tokens) * 1000:.1f} ms"
+        f"second enqueue -> both match.found + token: p50 {_ms(tokens, 0.5):.1f} ms, "
+        f"p99 {_ms(tokens, 0.99):.1f} ms, mean {statistics.mean(tokens) * 1000:.1f} ms"
     )
     print(
-        f"second enqueue -> LiveKit room created: p50 {_pct(rooms, 50):.1f} ms, p99 {_pct(rooms, 99):.1f} ms"
+        f"second enqueue -> LiveKit room created: p50 {_ms(rooms, 0.5):.1f} ms, p99 {_ms(rooms, 0.99):.1f} ms"
     )
     print("every token was accepted by the LiveKit double for its room")
 

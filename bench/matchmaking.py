@@ -29,14 +29,11 @@ import asyncpg
 
 from app.cluster import LocalCluster
 from bench._db import bench_cluster, connect, create_database, machine_facts, server_facts, settle
+from bench.common import log
 
 TARGET = 2_000  # matches per second
 TABLES = ("hearth_data.identities", "hearth_data.sessions", "hearth_data.matches", "hearth_data.events",
           "hearth_data.livekit_jobs")
-
-
-def log(message: str = "") -> None:
-    print(message, flush=True)
 
 
 def cpu_seconds(pids: list[int]) -> float:

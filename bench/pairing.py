@@ -48,21 +48,11 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from app import tokens
 from bench._db import machine_facts, server_facts
-from bench.relay_common import (
-    LOG_DIR,
-    SECRET,
-    CpuMeter,
-    Hearth,
-    Proc,
-    Profiler,
-    bench_cluster,
-    cluster_pids,
-    create_database,
-    fmt_int,
-    log,
-    raise_nofile,
-    rss_kib,
-)
+from bench.common import fmt_int, log, log_dir, percentile
+from bench.load import SECRET, bench_cluster, create_database
+from bench.measure import CpuMeter, Profiler, rss_kib, server_metrics
+from bench.processes import Proc, cluster_pids, hearth_server, raise_nofile
+from tests.app.harness import Instance
 
 WARMUP_CONNECTIONS = 50
 MEMORY_LABELS = {
@@ -212,7 +202,7 @@ class Holder:
     def __init__(self, kind: str, port: int, paths: list[str], concurrency: int = 100) -> None:
         Holder._n += 1
         name = f"pairing-{kind}-clients-{Holder._n}"
-        spec = LOG_DIR / f"{name}.json"
+        spec = log_dir() / f"{name}.json"
         spec.write_text(json.dumps({"kind": kind, "port": port, "paths": paths, "concurrency": concurrency}))
         self.count = len(paths)
         self.proc = Proc(name, [sys.executable, "-m", "bench.pairing", "--client", str(spec)],
@@ -235,7 +225,7 @@ class Holder:
 async def memory_one(kind: str, url: str, displays: list[Display],
                      args: argparse.Namespace) -> dict[str, Any]:
     async with contextlib.AsyncExitStack() as stack:
-        server = Hearth(url, f"pairing-memory-{kind}")
+        server = hearth_server(url, f"pairing-memory-{kind}")
         stack.push_async_callback(server.stop)
         await server.ready()
         paths = [d.sse_path() if kind == "sse" else d.ws_path() for d in displays]
@@ -243,13 +233,13 @@ async def memory_one(kind: str, url: str, displays: list[Display],
         await warm.ready()
         await warm.stop()
         await asyncio.sleep(args.settle_s)
-        before = rss_kib(server.proc.pid)
+        before = rss_kib(server.pid)
         holder = Holder(kind, server.port, paths, concurrency=args.concurrency)
         stack.push_async_callback(holder.stop)
         ready = await holder.ready()
         await asyncio.sleep(args.settle_s)
-        after = rss_kib(server.proc.pid)
-        metrics = await server.metrics()
+        after = rss_kib(server.pid)
+        metrics = await server_metrics(server.base_url)
     row = {
         "kind": kind, "connections": len(paths), "rss_before_kib": before, "rss_after_kib": after,
         "kib_per_display": (after - before) / len(paths), "connect_s": ready["ms"] / 1000,
@@ -385,9 +375,9 @@ async def load_sql(spec: dict[str, Any]) -> dict[str, Any]:
     return {"pairs": counted, "errors": errors, "latencies": latencies}
 
 
-async def throughput_one(mode: str, label: str, url: str, server: Hearth | None, cluster: Any,
+async def throughput_one(mode: str, label: str, url: str, server: Instance | None, cluster: Any,
                          args: argparse.Namespace, *, client: str = "httpx") -> dict[str, Any]:
-    server_pids = [server.proc.pid] if server is not None else []
+    server_pids = [server.pid] if server is not None else []
     procs: list[Proc] = []
     workers = args.workers
     ids = await make_identities(url, 2 * workers * args.load_procs)
@@ -408,7 +398,7 @@ async def throughput_one(mode: str, label: str, url: str, server: Hearth | None,
                      "display_ids": [str(i) for i in mine[:workers]],
                      "controller_ids": [str(i) for i in mine[workers:]]}
         name = f"pairing-load-{re.sub('[^a-z]+', '-', label.lower())}-{n}"
-        path = LOG_DIR / f"{name}.json"
+        path = log_dir() / f"{name}.json"
         path.write_text(json.dumps(spec))
         procs.append(Proc(name,
                           [sys.executable, "-m", "bench.pairing", "--load", str(path)], json_stdout=True))
@@ -431,8 +421,8 @@ async def throughput_one(mode: str, label: str, url: str, server: Hearth | None,
     row = {
         "mode": mode, "label": label, "pairs_per_s": pairs / args.measure_s, "pairs": pairs,
         "errors": sum(r["errors"] for r in results), "concurrency": workers * args.load_procs,
-        "p50_ms": percentile(latencies, 50) * 1000 if latencies else None,
-        "p99_ms": percentile(latencies, 99) * 1000 if latencies else None,
+        "p50_ms": percentile(latencies, 0.5) * 1000 if latencies else None,
+        "p99_ms": percentile(latencies, 0.99) * 1000 if latencies else None,
         "cpu_server": cpu["server"], "cpu_clients": cpu["clients"],
         "cpu_postgres": cpu["ours"] - cpu["server"] - cpu["clients"], "cpu_others": cpu["others"],
     }
@@ -449,7 +439,7 @@ async def throughput(cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
     url = await create_database(cluster, "pairing_throughput")
     log(f"2. Pairing throughput: register + pair, {args.load_procs} client processes x {args.workers} loops")
     async with contextlib.AsyncExitStack() as stack:
-        server = Hearth(url, "pairing-throughput")
+        server = hearth_server(url, "pairing-throughput")
         stack.push_async_callback(server.stop)
         await server.ready()
         http_row = await throughput_one("http", "HTTP, httpx clients", url, server, cluster, args)
@@ -489,15 +479,6 @@ async def set_synchronous_commit(cluster: Any, value: str) -> None:
 
 # --- 3. POST /v1/pair -> paired event -----------------------------------------------------------------
 
-def percentile(sorted_values: list[float], p: float) -> float:
-    if not sorted_values:
-        return float("nan")
-    k = (len(sorted_values) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
-
-
 async def warm(idle: asyncio.Queue[RawHttp], token: str) -> None:
     raw = await idle.get()
     try:
@@ -508,7 +489,9 @@ async def warm(idle: asyncio.Queue[RawHttp], token: str) -> None:
         idle.put_nowait(raw)
 
 
-async def latency_one(kind: str, url: str, a: Hearth, b: Hearth, args: argparse.Namespace) -> dict[str, Any]:
+async def latency_one(
+    kind: str, url: str, a: Instance, b: Instance, args: argparse.Namespace
+) -> dict[str, Any]:
     displays = await make_displays(url, args.latency_pairs)
     controllers = await make_identities(url, max(1, args.latency_pairs // 50))
     gate = asyncio.Semaphore(args.concurrency)
@@ -563,10 +546,10 @@ async def latency_one(kind: str, url: str, a: Hearth, b: Hearth, args: argparse.
     response_ms = sorted((answered[i] - sent[i]) * 1000 for i in range(len(displays)))
     row = {
         "kind": kind, "pairs": len(displays), "rate": args.latency_rate,
-        "p50_ms": percentile(event_ms, 50), "p90_ms": percentile(event_ms, 90),
-        "p99_ms": percentile(event_ms, 99), "max_ms": event_ms[-1],
-        "pair_response_p50_ms": percentile(response_ms, 50),
-        "pair_response_p99_ms": percentile(response_ms, 99),
+        "p50_ms": percentile(event_ms, 0.50), "p90_ms": percentile(event_ms, 0.90),
+        "p99_ms": percentile(event_ms, 0.99), "max_ms": event_ms[-1],
+        "pair_response_p50_ms": percentile(response_ms, 0.50),
+        "pair_response_p99_ms": percentile(response_ms, 0.99),
     }
     label = "display on SSE" if kind == "sse" else "display on ws"
     log(f"  {label:<15} POST /v1/pair -> paired: p50 {row['p50_ms']:.1f} ms, p90 {row['p90_ms']:.1f} ms,"
@@ -580,7 +563,7 @@ async def latency(cluster: Any, args: argparse.Namespace) -> dict[str, Any]:
     log(f"3. POST /v1/pair (to instance B) -> the display's paired event (on instance A):"
         f" {fmt_int(args.latency_pairs)} pairs at {args.latency_rate:g}/s")
     async with contextlib.AsyncExitStack() as stack:
-        a, b = Hearth(url, "pairing-latency-a"), Hearth(url, "pairing-latency-b")
+        a, b = hearth_server(url, "pairing-latency-a"), hearth_server(url, "pairing-latency-b")
         stack.push_async_callback(a.stop)
         stack.push_async_callback(b.stop)
         await a.ready()
@@ -607,7 +590,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             results["postgres"] = await server_facts(conn)
         finally:
             await conn.close()
-        log(f"Pairing benchmarks (logs in {LOG_DIR}); machine: {results['machine']};"
+        log(f"Pairing benchmarks (logs in {log_dir()}); machine: {results['machine']};"
             f" postgres: {results['postgres']}; cluster pids: {len(cluster_pids(cluster))}")
         if "memory" in parts:
             results["memory"] = await memory(cluster, args)

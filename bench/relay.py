@@ -3,7 +3,7 @@
 Runs bench.relay_ceiling, bench.relay_latency and bench.relay_memory with their defaults (each on
 its own throwaway cluster, about 8-10 minutes in all on 2 cores) and prints a Markdown summary for
 BENCHMARKS.md. Needs `npm install` in bench/node, `.venv/bin/pip install broadcaster py-spy` and
-Debian's redis-server (see bench/relay_common.py).
+Debian's redis-server (see bench/processes.py).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import relay_ceiling, relay_latency, relay_memory
-from bench.relay_common import NODE_DIR, ROOT, log
+from bench.common import NODE_DIR, ROOT, log
 
 
 def _version(args: list[str]) -> str:

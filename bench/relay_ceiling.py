@@ -37,37 +37,26 @@ from typing import Any
 
 import asyncpg
 
-from bench.relay_common import (
-    LOG_DIR,
-    CpuMeter,
-    Proc,
-    Profiler,
-    SyscallCounter,
+from bench.common import fmt_int, log, log_dir, percentile
+from bench.load import (
     Target,
     Throughput,
     bench_cluster,
     body,
-    check_prerequisites,
-    cluster_pids,
     create_database,
     drive_window,
-    fmt_int,
     hearth_shaped_frame,
-    log,
     make_members,
     make_target,
-    raise_nofile,
 )
+from bench.measure import CpuMeter, Profiler, SyscallCounter
+from bench.processes import Proc, check_prerequisites, cluster_pids, raise_nofile
 
 NOTIFY_CHANNEL = "bench_notify"
 SYSTEMS = ("hearth", "raw", "broadcaster", "sio", "raw-framed")
 
 
 # --- 1. LISTEN/NOTIFY --------------------------------------------------------------------------------
-
-def percentile(ordered: list[float], p: float) -> float | None:
-    return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else None
-
 
 async def listen_main(url: str, channel: str) -> None:
     """The listener process: counts notifications, and samples their latency (now - the frame's
@@ -251,7 +240,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {"clients": args.clients, "measure_s": args.measure_s, "notify": [],
                                "fanout": []}
     with bench_cluster() as cluster:
-        log(f"Relay ceiling (logs in {LOG_DIR})")
+        log(f"Relay ceiling (logs in {log_dir()})")
         if not args.skip_notify:
             log("LISTEN/NOTIFY, raw asyncpg, one producer connection, listener in another process:")
             url = await create_database(cluster, "relay_notify")

@@ -27,19 +27,10 @@ import json
 import time
 from typing import Any
 
-from bench.relay_common import (
-    LOG_DIR,
-    CpuMeter,
-    Target,
-    bench_cluster,
-    check_prerequisites,
-    drive_rate,
-    fmt_int,
-    log,
-    make_target,
-    percentile,
-    raise_nofile,
-)
+from bench.common import fmt_int, log, log_dir, percentile
+from bench.load import Target, bench_cluster, drive_rate, make_target
+from bench.measure import CpuMeter
+from bench.processes import check_prerequisites, raise_nofile
 
 SYSTEMS = ("hearth", "hearth-async-commit", "raw", "broadcaster", "sio")
 
@@ -90,7 +81,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     rates = [float(r) for r in args.rates.split(",")]
     rows = []
     with bench_cluster() as cluster:
-        log(f"Relay latency to {args.clients} clients (logs in {LOG_DIR})")
+        log(f"Relay latency to {args.clients} clients (logs in {log_dir()})")
         for rate in rates:
             log(f"At {rate:g} messages/s ({fmt_int(rate * args.clients)} frames/s to deliver):")
             for system in systems:

@@ -24,23 +24,17 @@ import json
 import time
 from typing import Any
 
-from bench.relay_common import (
-    LOG_DIR,
+from bench.common import fmt_int, log, log_dir
+from bench.load import Clients, bench_cluster, create_database, make_members
+from bench.measure import function_calls, rss_kib, server_metrics
+from bench.processes import (
     BroadcasterServer,
-    Clients,
-    Hearth,
     RawServer,
     SioServer,
-    bench_cluster,
     check_prerequisites,
-    create_database,
-    fmt_int,
-    function_calls,
-    log,
-    make_members,
+    hearth_server,
     raise_nofile,
     redis,
-    rss_kib,
 )
 
 SYSTEMS = ("hearth", "raw", "broadcaster", "sio")
@@ -82,12 +76,12 @@ async def hearth_memory(cluster: Any, args: argparse.Namespace) -> dict[str, Any
     sessions = await make_members(url, args.connections // PER_SESSION, PER_SESSION)
     urls: list[str] = []
     async with contextlib.AsyncExitStack() as stack:
-        hearth = Hearth(url, "hearth-memory")
-        stack.push_async_callback(hearth.stop)
-        await hearth.ready()
-        urls = [f"{hearth.ws_url}?token={m.token()}" for members in sessions for m in members]
-        row, clients = await rss_per_socket("hearth", hearth.proc.pid, urls, None, len(urls), args, stack)
-        metrics = await hearth.metrics()
+        server = hearth_server(url, "hearth-memory")
+        stack.push_async_callback(server.stop)
+        await server.ready()
+        urls = [f"{server.ws_url}?token={m.token()}" for members in sessions for m in members]
+        row, clients = await rss_per_socket("hearth", server.pid, urls, None, len(urls), args, stack)
+        metrics = await server_metrics(server.base_url)
         row["open_per_metrics"] = metrics.get("hearth_ws_connections", 0)
 
         # Heartbeats: every client pings every ping_s; the instance touches in batches.
@@ -97,7 +91,8 @@ async def hearth_memory(cluster: Any, args: argparse.Namespace) -> dict[str, Any
         m0, f0, s0 = metrics, await function_calls(url, "hearth", "touch"), clients.stats
         t0 = time.monotonic()
         await asyncio.sleep(args.window_s)
-        m1, f1, s1 = await hearth.metrics(), await function_calls(url, "hearth", "touch"), clients.stats
+        m1, f1 = await server_metrics(server.base_url), await function_calls(url, "hearth", "touch")
+        s1 = clients.stats
         elapsed = time.monotonic() - t0
         batches = m1["hearth_heartbeat_batch_size_count"] - m0["hearth_heartbeat_batch_size_count"]
         touched = m1["hearth_heartbeat_batch_size_sum"] - m0["hearth_heartbeat_batch_size_sum"]
@@ -112,7 +107,7 @@ async def hearth_memory(cluster: Any, args: argparse.Namespace) -> dict[str, Any
             "participants_per_call": touched / batches if batches else 0.0,
             "participants_touched_per_s": touched / elapsed,
             "touch_ms_mean": touch_time / calls * 1000 if calls else None,
-            "rss_end_kib": rss_kib(hearth.proc.pid), "closed": s1.closed,
+            "rss_end_kib": rss_kib(server.pid), "closed": s1.closed,
         }
         log(f"  heartbeats: {heartbeat['pings_sent']} pings sent ({heartbeat['pongs']} pongs) in"
             f" {elapsed:.0f} s;"
@@ -162,7 +157,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"the open-files hard limit ({hard}) is too low for {args.connections} sockets")
     rows = []
     with bench_cluster() as cluster:
-        log(f"Idle websockets: {fmt_int(args.connections)} connections per server (logs in {LOG_DIR})")
+        log(f"Idle websockets: {fmt_int(args.connections)} connections per server (logs in {log_dir()})")
         for system in systems:
             if system == "hearth":
                 rows.append(await hearth_memory(cluster, args))

@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class Instance:
+    """One `hearth serve` process on a free loopback port, its output in `log_dir`: the one server-process
+    helper of the tests and the benchmarks (bench/processes.py)."""
+
     def __init__(
         self, database_url: str, name: str, log_dir: Path, env: dict[str, str] | None = None
     ) -> None:
@@ -54,14 +57,33 @@ class Instance:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited: {self.log_path.read_text()[-2000:]}")
+                raise RuntimeError(f"{self.name} exited: {self.tail()}")
             try:
                 if httpx.get(self.base_url + "/readyz", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
-        raise RuntimeError(f"{self.name} not ready: {self.log_path.read_text()[-2000:]}")
+        raise RuntimeError(f"{self.name} not ready: {self.tail()}")
+
+    async def ready(self, timeout: float = 30.0) -> Instance:
+        """`wait_ready` for an event loop that has other work meanwhile."""
+        deadline = time.monotonic() + timeout
+        async with httpx.AsyncClient(timeout=1) as client:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited: {self.tail()}")
+                try:
+                    if (await client.get(self.base_url + "/readyz")).status_code == 200:
+                        return self
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise RuntimeError(f"{self.name} not ready: {self.tail()}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     def terminate(self, timeout: float = 15.0) -> int:
         if self.proc.poll() is None:
@@ -74,8 +96,16 @@ class Instance:
         self._log.close()
         return self.proc.returncode
 
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.terminate)
+
     def log(self) -> str:
         return self.log_path.read_text()
+
+    def tail(self, chars: int = 2000) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log()[-chars:]
 
 
 class Api:
