@@ -29,6 +29,11 @@ _GUESS_ERRORS = ("HT400", "HT404", "HT410")
 _LOCK_PREFIX = "hearth.code-attempts:"
 
 
+# For the maintenance leader's own connection (not the pool): a job's run, recorded as started at the
+# database's clock less the run's duration, so the app's clock never enters the record.
+RECORD_MAINTENANCE_RUN = "SELECT hearth.record_maintenance_run($1, $2, $3, now() - $4::interval, $5, $6)"
+
+
 @functools.cache
 def statement(function: str, arity: int, *, rows: bool = False) -> str:
     """`SELECT hearth.f($1, ...)`, or `SELECT * FROM hearth.f(...)` for a function returning a table."""

@@ -19,7 +19,7 @@ from datetime import timedelta
 
 import asyncpg
 
-from app import cron
+from app import cron, db
 
 log = logging.getLogger("hearth.maintenance")
 
@@ -93,9 +93,8 @@ class Maintenance:
             log.warning("%s failed: %s", job, exc)
             succeeded, text = False, f"{type(exc).__name__}: {exc}"
         try:
-            # Started: the database's clock less the run's duration (the app's clock may differ).
             await conn.execute(
-                "SELECT hearth.record_maintenance_run($1, $2, $3, now() - $4::interval, $5, $6)",
+                db.RECORD_MAINTENANCE_RUN,
                 job,
                 timedelta(seconds=every_s),
                 self._instance,

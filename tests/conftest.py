@@ -53,7 +53,7 @@ def template_db(pg: PgServer) -> str:
         recreate_database(pg, CRON_DB)
         migrate.upgrade(pg.url(CRON_DB))
         # The same jobs, all of them every minute, so one test run sees every job run under pg_cron.
-        _recreate(pg, JOBS_DB)
+        recreate_database(pg, JOBS_DB)
         migrate.upgrade(pg.url(JOBS_DB))
         with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
             conn.execute(

@@ -22,7 +22,7 @@ import pytest
 
 from app import cron, maintenance
 from app.cluster import free_port, pg_cron_available
-from tests.app.conftest import _clone, start_instances
+from tests.app.conftest import clone_database, start_instances
 from tests.app.harness import ROOT, Instance
 from tests.conftest import JOBS_DB
 from tests.pg import PgServer
@@ -103,7 +103,7 @@ def test_jobs_as_a_role_that_did_not_schedule_them_says_so(cron_server: PgServer
 def maintained(pg: PgServer, template_db: str, log_dir: Path) -> Iterator[tuple[str, Instance]]:
     """An app running its own maintenance on a database pg_cron has no jobs for; 1/200 of the schedule:
     every minute is 0.3 s, every 15 minutes 4.5 s."""
-    url = _clone(pg, template_db)
+    url = clone_database(pg, template_db)
     env = {"HEARTH_MAINTENANCE": "on", "HEARTH_MAINTENANCE_SCALE": "0.005"}
     [instance] = start_instances(url, log_dir, 1, env)
     yield url, instance
