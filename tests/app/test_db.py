@@ -16,8 +16,10 @@ from app.errors import HearthError
 from app.metrics import Metrics
 
 APP_DIR = Path(db.__file__).parent
-# The call layer, and the pg_cron job list (its commands are SQL by nature).
-MAY_CALL_THE_API = {"db.py", "cron.py"}
+# The call layer; the pg_cron job list (its commands are SQL by nature); `hearth jobs`, an operator command
+# reading what pg_cron and the maintenance leader recorded, over psycopg as the migrator, beside pg_cron's
+# own tables; and the SQL API's documentation renderer, whose prose names functions.
+MAY_CALL_THE_API = {"db.py", "cron.py", "jobs.py", "sqldoc.py"}
 
 
 def test_statements_are_built_from_the_function_name() -> None:
