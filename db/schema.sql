@@ -22,9 +22,11 @@
 --     SKIP LOCKED.
 
 -- Roles: hearth_app (the app: EXECUTE on the API), hearth_admin (DBAs: also SELECT on hearth_data, and
--- set_setting), hearth_owner (owns everything below; NOLOGIN, no superuser, member of nothing, so a
--- SECURITY DEFINER function runs with Hearth's rights only). A migrating role that is not a superuser
--- becomes a member of hearth_owner, and creates Hearth's objects as that role.
+-- set_setting), hearth_publisher (EXECUTE on hearth.publish only: an application grants it to its own
+-- role, so that its triggers can publish events and do nothing else in Hearth), hearth_owner (owns
+-- everything below; NOLOGIN, no superuser, member of nothing, so a SECURITY DEFINER function runs with
+-- Hearth's rights only). A migrating role that is not a superuser becomes a member of hearth_owner, and
+-- creates Hearth's objects as that role.
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hearth_app') THEN
@@ -32,6 +34,9 @@ BEGIN
     END IF;
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hearth_admin') THEN
         CREATE ROLE hearth_admin NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hearth_publisher') THEN
+        CREATE ROLE hearth_publisher NOLOGIN;
     END IF;
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'hearth_owner') THEN
         CREATE ROLE hearth_owner NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
@@ -51,7 +56,8 @@ GRANT hearth_app TO hearth_admin;
 DO $$
 DECLARE
     v_statements text := format('REVOKE TEMPORARY, CONNECT ON DATABASE %1$I FROM PUBLIC; '
-                                'GRANT CONNECT ON DATABASE %1$I TO hearth_app, hearth_admin;', current_database());
+                                'GRANT CONNECT ON DATABASE %1$I TO hearth_app, hearth_admin, hearth_publisher;',
+                                current_database());
 BEGIN
     IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
        OR pg_has_role((SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE') THEN
@@ -70,7 +76,7 @@ COMMENT ON SCHEMA hearth IS 'Hearth SQL API: functions only. Tables live in hear
 COMMENT ON SCHEMA hearth_data IS 'Hearth private state: tables, triggers, helpers. Not for the app.';
 
 REVOKE ALL ON SCHEMA hearth, hearth_data FROM PUBLIC;
-GRANT USAGE ON SCHEMA hearth TO hearth_app, hearth_admin;
+GRANT USAGE ON SCHEMA hearth TO hearth_app, hearth_admin, hearth_publisher;
 GRANT USAGE ON SCHEMA hearth_data TO hearth_admin;
 ALTER DEFAULT PRIVILEGES FOR ROLE hearth_owner REVOKE EXECUTE ON FUNCTIONS FROM PUBLIC;
 ALTER DEFAULT PRIVILEGES FOR ROLE hearth_owner IN SCHEMA hearth_data GRANT SELECT ON TABLES TO hearth_admin;

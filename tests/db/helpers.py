@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 
@@ -180,6 +181,22 @@ async def app_connection(db_url: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(db_url)
     await conn.execute("SET ROLE hearth_app")
     return conn
+
+
+@contextlib.asynccontextmanager
+async def login_role(superuser: asyncpg.Connection, db_url: str, *member_of: str) -> AsyncIterator[str]:
+    """A new login role holding only `member_of`; yields a URL that logs in as it. (A cloned test database
+    keeps CONNECT for PUBLIC, so any role may connect.) What it owns in this database goes with it."""
+    name = f"hearth_login_{uuid.uuid4().hex[:8]}"
+    await superuser.execute(f"CREATE ROLE {name} LOGIN")
+    for role in member_of:
+        await superuser.execute(f"GRANT {role} TO {name}")
+    parts = urlsplit(db_url)
+    try:
+        yield parts._replace(netloc=f"{name}@{parts.hostname}:{parts.port}").geturl()
+    finally:
+        await superuser.execute(f"DROP OWNED BY {name} CASCADE")
+        await superuser.execute(f"DROP ROLE {name}")
 
 
 class Notifications:

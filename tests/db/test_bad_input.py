@@ -186,6 +186,16 @@ CASES: list[tuple[str, list[Any]]] = [
         "array_fill(0::bigint, ARRAY[10001]))",
         [":session"],
     ),
+    # publish
+    ("SELECT hearth.publish(NULL, 'app.x')", []),
+    ("SELECT hearth.publish($1, NULL)", [":session"]),
+    ("SELECT hearth.publish($1, 'session.expired')", [":session"]),
+    ("SELECT hearth.publish($1, 'app.')", [":session"]),
+    ("SELECT hearth.publish($1, 'app.x', NULL)", [":session"]),
+    ("SELECT hearth.publish($1, 'app.x', '[]')", [":session"]),
+    ("SELECT hearth.publish($1, 'app.x', '{\"seq\": 1}')", [":session"]),
+    ("SELECT hearth.publish($1, 'app.x', $2::jsonb)", [":session", BIG_JSON]),
+    ("SELECT hearth.publish($1, 'app.x')", [UNKNOWN]),
     # get_setting
     ("SELECT hearth.get_setting(NULL)", []),
     ("SELECT hearth.get_setting('')", []),
