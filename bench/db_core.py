@@ -423,6 +423,10 @@ async def count_due(conn: asyncpg.Connection) -> int:
 async def build_due(conn: asyncpg.Connection, t_ref: dt.datetime, n: int, background: int,
                     closed: bool) -> float:
     start = time.perf_counter()
+    # The same session ids every build: what a previous cleanup of them left must go first (their
+    # archive rows, and the session.expired events cleanup keeps for the relay until prune_events).
+    await conn.execute("TRUNCATE hearth_data.session_archive")
+    await conn.execute("DELETE FROM hearth_data.events WHERE type = 'session.expired'")
     for name, sql in BUILD_DUE.items():
         args: list[Any] = [t_ref, n, closed] + ([background] if name == "participants" else [])
         await conn.execute(sql, *args)

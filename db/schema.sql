@@ -84,7 +84,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE hearth_owner IN SCHEMA hearth_data GRANT SELEC
 CREATE TABLE hearth_data.settings (
     key         text PRIMARY KEY,
     value       text NOT NULL,
-    value_type  text NOT NULL CHECK (value_type IN ('interval', 'integer')),
+    value_type  text NOT NULL CHECK (value_type IN ('interval', 'integer', 'boolean')),
     description text NOT NULL
 );
 
@@ -96,7 +96,9 @@ INSERT INTO hearth_data.settings (key, value, value_type, description) VALUES
     ('pairing_ttl',           '10 minutes', 'interval', 'a display''s code is valid this long unless paired'),
     ('event_retention',       '1 hour',     'interval', 'events older than this may be pruned'),
     ('pairing_max_failures',  '10',         'integer',  'failed code attempts per client key per 10 minutes'),
-    ('rematch_cooldown',      '10 minutes', 'interval', 'identities that skipped each other are not re-matched for this long');
+    ('rematch_cooldown',      '10 minutes', 'interval', 'identities that skipped each other are not re-matched for this long'),
+    ('archive_retention',     '30 days',    'interval', 'archived session summaries older than this are deleted'),
+    ('archive_messages',      'false',      'boolean',  'a session''s archive also keeps its messages (message and app.* events)');
 
 CREATE TABLE hearth_data.identities (
     identity_id      uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -139,7 +141,10 @@ CREATE TABLE hearth_data.sessions (
     close_reason     text,
     event_seq        bigint NOT NULL DEFAULT 0,
     -- emitted_at of the stream's newest event: the next one is never earlier.
-    last_event_at    timestamptz
+    last_event_at    timestamptz,
+    -- Events of type message and app.* so far, kept as they are emitted (emit_event), so the archive
+    -- counts them whatever was pruned or deleted with an identity. event_seq counts every event.
+    message_count    bigint NOT NULL DEFAULT 0
 ) WITH (fillfactor = 80);
 
 -- Codes are unique among open sessions only; a closed session's code may be reused.
@@ -283,6 +288,70 @@ CREATE TABLE hearth_data.maintenance_runs (
     last_result      text NOT NULL,
     runs             bigint NOT NULL,
     failures         bigint NOT NULL
+);
+
+-- An archive keeps its participants and messages as arrays of these rows: building them costs the cleanup
+-- batch a fraction of what building JSON does; session_history renders them as JSON when asked.
+CREATE TYPE hearth_data.archived_participant AS (
+    participant_id uuid,
+    identity_id    uuid,
+    display_name   text,
+    role           text,
+    joined_at      timestamptz,
+    left_at        timestamptz,
+    leave_reason   text
+);
+CREATE TYPE hearth_data.archived_message AS (
+    seq        bigint,
+    type       text,
+    created_at timestamptz,
+    payload    jsonb
+);
+
+-- Session history: one row per session cleanup_inactive_sessions deleted, written in the same transaction
+-- (see cleanup_sessions_batch). Deleted by prune_events once ended_at is older than archive_retention.
+CREATE TABLE hearth_data.session_archive (
+    session_id        uuid PRIMARY KEY,
+    kind              text NOT NULL,
+    name              text,
+    created_at        timestamptz NOT NULL,
+    ended_at          timestamptz NOT NULL,
+    end_reason        text,
+    -- By joined_at.
+    participants      hearth_data.archived_participant[] NOT NULL,
+    message_count     bigint NOT NULL,
+    event_count       bigint NOT NULL,
+    -- The message and app.* events, by seq; NULL when archive_messages was off.
+    messages          hearth_data.archived_message[],
+    archived_at       timestamptz NOT NULL
+);
+-- archived_sessions (newest first) and the retention delete.
+CREATE INDEX session_archive_ended_at_idx ON hearth_data.session_archive (ended_at);
+
+-- What the archive of a session not yet archived needs but the live tables lost: participants of
+-- identities that cleanup_inactive_identities deleted (names and times), and, while archive_messages is on,
+-- messages that prune_events or cleanup_inactive_identities removed from the events table. The archive
+-- reads them with the live rows and deletes them; prune_events deletes any left behind by a session that is
+-- gone.
+CREATE TABLE hearth_data.archive_pending_participants (
+    participant_id uuid PRIMARY KEY,
+    session_id     uuid NOT NULL,
+    identity_id    uuid NOT NULL,
+    display_name   text,
+    role           text NOT NULL,
+    joined_at      timestamptz NOT NULL,
+    left_at        timestamptz,
+    leave_reason   text
+);
+CREATE INDEX archive_pending_participants_session_idx ON hearth_data.archive_pending_participants (session_id);
+
+CREATE TABLE hearth_data.archive_pending_messages (
+    session_id uuid NOT NULL,
+    seq        bigint NOT NULL,
+    type       text NOT NULL,
+    payload    jsonb NOT NULL,
+    created_at timestamptz NOT NULL,
+    PRIMARY KEY (session_id, seq)
 );
 
 GRANT SELECT ON ALL TABLES IN SCHEMA hearth_data TO hearth_admin;

@@ -196,6 +196,13 @@ CASES: list[tuple[str, list[Any]]] = [
     ("SELECT hearth.publish($1, 'app.x', '{\"seq\": 1}')", [":session"]),
     ("SELECT hearth.publish($1, 'app.x', $2::jsonb)", [":session", BIG_JSON]),
     ("SELECT hearth.publish($1, 'app.x')", [UNKNOWN]),
+    # session_history, archived_sessions
+    ("SELECT * FROM hearth.session_history(NULL)", []),
+    ("SELECT * FROM hearth.session_history($1)", [":session"]),
+    ("SELECT * FROM hearth.session_history($1)", [UNKNOWN]),
+    ("SELECT * FROM hearth.archived_sessions(NULL, 0)", []),
+    ("SELECT * FROM hearth.archived_sessions(NULL, 10001)", []),
+    ("SELECT * FROM hearth.archived_sessions(NULL, NULL)", []),
     # get_setting
     ("SELECT hearth.get_setting(NULL)", []),
     ("SELECT hearth.get_setting('')", []),
@@ -242,6 +249,7 @@ CLOCK_CALLS: list[tuple[str, list[Any]]] = [
     ("SELECT hearth.touch_identities(ARRAY[$1::uuid], $2::text::timestamptz)", [":identity"]),
     ("SELECT * FROM hearth.reconcile_livekit_rooms('{}', $1::text::timestamptz)", []),
     ("SELECT hearth.record_livekit_event('ev-inf', 'joined', 'r', 'i', $1::text::timestamptz)", []),
+    ("SELECT * FROM hearth.archived_sessions($1::text::timestamptz)", []),
 ]
 CASES += [(sql, [*args, when]) for sql, args in CLOCK_CALLS for when in ("infinity", "-infinity")]
 CASES += [
@@ -260,6 +268,9 @@ ADMIN_CASES: list[tuple[str, list[Any]]] = [
     ("SELECT hearth.set_setting('pairing_max_failures', '1 hour')", []),
     ("SELECT hearth.set_setting('pairing_max_failures', '0')", []),
     ("SELECT hearth.set_setting('pairing_max_failures', '99999999999')", []),
+    ("SELECT hearth.set_setting('archive_messages', 'sometimes')", []),
+    ("SELECT hearth.set_setting('archive_messages', '')", []),
+    ("SELECT hearth.set_setting('archive_retention', '0 days')", []),
     ("SELECT hearth.set_setting($1, '1')", ["k" * 10_000]),
 ]
 

@@ -10,7 +10,16 @@ import pytest
 from tests.conftest import raises_sqlstate
 from tests.db.helpers import identity, session
 
-TABLES = ["settings", "identities", "sessions", "participants", "presence", "events"]
+TABLES = [
+    "settings",
+    "identities",
+    "sessions",
+    "participants",
+    "presence",
+    "events",
+    "session_archive",
+    "archive_pending_messages",
+]
 ADMIN_ONLY = {"set_setting"}
 
 

@@ -132,3 +132,21 @@ async def test_event_retention_drives_prune_events(db: asyncpg.Connection, admin
     await admin.fetchval("SELECT hearth.set_setting('event_retention', '1 day')")
     assert await db.fetchval("SELECT hearth.prune_events(NULL, $1)", t0 + minutes(120)) == 0
     assert await db.fetchval("SELECT hearth.prune_events(NULL, $1)", t0 + minutes(60 * 25)) == 1
+
+
+async def test_archive_settings(db: asyncpg.Connection, admin: asyncpg.Connection) -> None:
+    retention = await db.fetchval("SELECT hearth.get_setting('archive_retention')::interval")
+    assert retention == minutes(60 * 24 * 30)
+    assert await db.fetchval("SELECT hearth.get_setting('archive_messages')") == "false"
+    await _as_hearth_admin(admin)
+    # A boolean setting takes PostgreSQL's spellings and is stored as true or false.
+    spellings = [("on", "true"), ("NO", "false"), ("1", "true"), (" false ", "false"), ("yes", "true")]
+    for value, stored in spellings:
+        assert await admin.fetchval("SELECT hearth.set_setting('archive_messages', $1)", value) == stored
+    assert await db.fetchval("SELECT hearth.get_setting('archive_messages')") == "true"
+    for value in ("2", "maybe", "1 day"):
+        async with raises_sqlstate("HT400"):
+            await admin.fetchval("SELECT hearth.set_setting('archive_messages', $1)", value)
+    assert await admin.fetchval("SELECT hearth.set_setting('archive_retention', '7 days')") == "7 days"
+    async with raises_sqlstate("HT400"):
+        await admin.fetchval("SELECT hearth.set_setting('archive_retention', 'true')")

@@ -3,6 +3,10 @@
 -- (presence.leave, reason inactive), then their messages, participants and identity events go.
 -- Activity is the identity's own API use, a heartbeat, or a participation that ended after the cutoff.
 -- Identities whose rows someone else holds are left for the next run. Returns the number deleted.
+-- Session history stays complete: their participations (with the display name) are copied to
+-- archive_pending_participants, and while archive_messages is on their messages to
+-- archive_pending_messages, where the archive of each session finds them (cleanup_sessions_batch). So an
+-- archive keeps the names, times and (when asked) messages of anonymous identities until archive_retention.
 -- pg_cron: every 15 minutes. HT400 for a p_max_idle not positive or over 100 years.
 CREATE OR REPLACE FUNCTION hearth.cleanup_inactive_identities(
     p_max_idle interval DEFAULT NULL,
@@ -19,6 +23,7 @@ DECLARE
     v_sessions uuid[];
     v_locked uuid[];
     v_participant_id uuid;
+    v_messages boolean;
 BEGIN
     PERFORM hearth_data.require(p_max_idle IS NULL OR (p_max_idle > interval '0' AND p_max_idle <= interval '100 years'),
                                 'p_max_idle must be positive and at most 100 years');
@@ -74,12 +79,26 @@ BEGIN
         PERFORM hearth_data.remove_participant(v_participant_id, 'inactive', p_now);
     END LOOP;
 
-    DELETE FROM hearth_data.events e
-     USING hearth_data.participants pa
+    INSERT INTO hearth_data.archive_pending_participants
+           (participant_id, session_id, identity_id, display_name, role, joined_at, left_at, leave_reason)
+    SELECT pa.participant_id, pa.session_id, pa.identity_id, i.display_name, pa.role, pa.joined_at, pa.left_at,
+           pa.leave_reason
+      FROM hearth_data.participants pa JOIN hearth_data.identities i ON i.identity_id = pa.identity_id
      WHERE pa.identity_id = ANY (v_ids)
-       AND e.stream_id = pa.session_id
-       AND e.type = 'message'
-       AND e.payload ->> 'participant_id' = pa.participant_id::text;
+    ON CONFLICT (participant_id) DO NOTHING;
+    v_messages := hearth_data.setting_boolean('archive_messages');
+    WITH gone AS (
+        DELETE FROM hearth_data.events e
+         USING hearth_data.participants pa
+         WHERE pa.identity_id = ANY (v_ids)
+           AND e.stream_id = pa.session_id
+           AND e.type = 'message'
+           AND e.payload ->> 'participant_id' = pa.participant_id::text
+        RETURNING e.stream_id, e.seq, e.type, e.payload, e.created_at
+    )
+    INSERT INTO hearth_data.archive_pending_messages (session_id, seq, type, payload, created_at)
+    SELECT g.stream_id, g.seq, g.type, g.payload, g.created_at FROM gone g WHERE v_messages
+    ON CONFLICT DO NOTHING;
     DELETE FROM hearth_data.events WHERE stream_id = ANY (v_ids);
     DELETE FROM hearth_data.participants WHERE identity_id = ANY (v_ids);
     DELETE FROM hearth_data.identities WHERE identity_id = ANY (v_ids);

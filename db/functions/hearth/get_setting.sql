@@ -20,6 +20,7 @@ $$;
 
 COMMENT ON FUNCTION hearth.get_setting(text) IS
     'The value of a setting (session_idle_timeout, presence_timeout, heartbeat_interval, identity_idle_timeout, '
-    'pairing_ttl, event_retention, pairing_max_failures, rematch_cooldown). HT404 if unknown.';
+    'pairing_ttl, event_retention, pairing_max_failures, rematch_cooldown, archive_retention, archive_messages). '
+    'HT404 if unknown.';
 REVOKE ALL ON FUNCTION hearth.get_setting(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION hearth.get_setting(text) TO hearth_app;

@@ -1,5 +1,6 @@
 -- set_setting: changes a setting for every instance, job and DBA at once; returns the stored value.
--- Intervals must be positive and at most 365 days; integers positive. HT400 bad value, HT404 unknown key.
+-- Intervals must be positive and at most 365 days; integers positive; booleans are stored as true or false
+-- (on/off, yes/no, 1/0 are taken too). HT400 bad value, HT404 unknown key.
 -- Changing session_idle_timeout moves the idle deadline of open sessions that follow the default.
 CREATE OR REPLACE FUNCTION hearth.set_setting(p_key text, p_value text)
 RETURNS text
@@ -11,6 +12,7 @@ DECLARE
     v_type text;
     v_interval interval;
     v_integer integer;
+    v_boolean boolean;
     v_stored text;
 BEGIN
     PERFORM hearth_data.require(p_key IS NOT NULL, 'p_key must not be null');
@@ -22,6 +24,8 @@ BEGIN
     BEGIN
         IF v_type = 'interval' THEN
             v_interval := p_value::interval;
+        ELSIF v_type = 'boolean' THEN
+            v_boolean := p_value::boolean;
         ELSE
             v_integer := p_value::integer;
         END IF;
@@ -32,6 +36,8 @@ BEGIN
         PERFORM hearth_data.require(v_interval > interval '0' AND v_interval <= interval '365 days',
                                     'interval settings must be positive and at most 365 days');
         v_stored := v_interval::text;
+    ELSIF v_type = 'boolean' THEN
+        v_stored := v_boolean::text;
     ELSE
         PERFORM hearth_data.require(v_integer > 0, 'integer settings must be positive');
         v_stored := v_integer::text;

@@ -8,7 +8,8 @@
 -- so anyone who can connect can NOTIFY; the relay therefore reads every frame from the events table
 -- (hearth.event_frames), and only rows written here are ever delivered.
 -- p_activity also records session activity (joins, explicit leaves, messages, signals), unless the
--- session is already due at p_now.
+-- session is already due at p_now. A session stream counts its messages (message and app.* events) in the
+-- same update, for the archive: event_seq already counts every event.
 CREATE OR REPLACE FUNCTION hearth_data.emit_event(
     p_scope text,
     p_stream_id uuid,
@@ -30,6 +31,7 @@ BEGIN
             -- A session already due stays due: late activity (a leave, say) does not bring it back.
             UPDATE hearth_data.sessions
                SET event_seq = event_seq + 1,
+                   message_count = message_count + (p_type = 'message' OR p_type LIKE 'app.%')::integer,
                    last_event_at = GREATEST(last_event_at, clock_timestamp()),
                    last_activity_at = CASE WHEN due_at > p_now THEN GREATEST(last_activity_at, p_now)
                                            ELSE last_activity_at END
@@ -37,7 +39,9 @@ BEGIN
             RETURNING event_seq, last_event_at INTO v_seq, v_emitted_at;
         ELSE
             UPDATE hearth_data.sessions
-               SET event_seq = event_seq + 1, last_event_at = GREATEST(last_event_at, clock_timestamp())
+               SET event_seq = event_seq + 1,
+                   message_count = message_count + (p_type = 'message' OR p_type LIKE 'app.%')::integer,
+                   last_event_at = GREATEST(last_event_at, clock_timestamp())
              WHERE session_id = p_stream_id
             RETURNING event_seq, last_event_at INTO v_seq, v_emitted_at;
         END IF;

@@ -1,4 +1,4 @@
-"""publish: the role hearth_publisher and hearth.publish
+"""publish and session history: the role hearth_publisher, hearth.publish, the session archive
 
 Revision ID: 0006
 Revises: 0005
@@ -14,9 +14,9 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-# The SQL this revision runs is frozen in the folder beside it (app.sqlfiles): upgrade.sql (the role),
-# every function file it (re)loads (as hearth_owner), database.sql (CONNECT for hearth_publisher, where the
-# migrating role may grant it).
+# The SQL this revision runs is frozen in the folder beside it (app.sqlfiles): upgrade.sql (the role, the
+# archive tables and settings), every function file it (re)loads (as hearth_owner), database.sql (CONNECT
+# for hearth_publisher, where the migrating role may grant it).
 REVISION = "0006_publish_history"
 
 
