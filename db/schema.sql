@@ -275,6 +275,8 @@ CREATE TABLE hearth_data.livekit_events (
     received_at timestamptz NOT NULL
 );
 CREATE INDEX livekit_events_received_at_idx ON hearth_data.livekit_events (received_at);
+-- livekit_rooms: the newest webhook of each room.
+CREATE INDEX livekit_events_room_idx ON hearth_data.livekit_events (room, received_at);
 
 -- The app's own maintenance runs (where pg_cron does not run Hearth's jobs): the last run of each job, for
 -- `hearth jobs`. One row per job; pg_cron keeps its own history in cron.job_run_details.

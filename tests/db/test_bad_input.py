@@ -203,6 +203,8 @@ CASES: list[tuple[str, list[Any]]] = [
     ("SELECT * FROM hearth.archived_sessions(NULL, 0)", []),
     ("SELECT * FROM hearth.archived_sessions(NULL, 10001)", []),
     ("SELECT * FROM hearth.archived_sessions(NULL, NULL)", []),
+    # livekit_rooms
+    ("SELECT * FROM hearth.livekit_rooms(NULL)", []),
     # get_setting
     ("SELECT hearth.get_setting(NULL)", []),
     ("SELECT hearth.get_setting('')", []),
@@ -249,6 +251,7 @@ CLOCK_CALLS: list[tuple[str, list[Any]]] = [
     ("SELECT hearth.touch_identities(ARRAY[$1::uuid], $2::text::timestamptz)", [":identity"]),
     ("SELECT * FROM hearth.reconcile_livekit_rooms('{}', $1::text::timestamptz)", []),
     ("SELECT hearth.record_livekit_event('ev-inf', 'joined', 'r', 'i', $1::text::timestamptz)", []),
+    ("SELECT * FROM hearth.livekit_rooms($1::text::timestamptz)", []),
     ("SELECT * FROM hearth.archived_sessions($1::text::timestamptz)", []),
 ]
 CASES += [(sql, [*args, when]) for sql, args in CLOCK_CALLS for when in ("infinity", "-infinity")]

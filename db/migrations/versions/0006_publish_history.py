@@ -1,4 +1,4 @@
-"""publish and session history: the role hearth_publisher, hearth.publish, the session archive
+"""publish, session history, room health: role hearth_publisher, the session archive, livekit_rooms
 
 Revision ID: 0006
 Revises: 0005

@@ -3,10 +3,12 @@
 DROP FUNCTION hearth.publish(uuid, text, jsonb);
 DROP FUNCTION hearth.session_history(uuid);
 DROP FUNCTION hearth.archived_sessions(timestamptz, integer);
+DROP FUNCTION hearth.livekit_rooms(timestamptz);
 DROP FUNCTION hearth_data.setting_boolean(text);
 DROP TABLE hearth_data.session_archive, hearth_data.archive_pending_participants,
            hearth_data.archive_pending_messages;
 DROP TYPE hearth_data.archived_participant, hearth_data.archived_message;
+DROP INDEX hearth_data.livekit_events_room_idx;
 ALTER TABLE hearth_data.sessions DROP COLUMN message_count;
 DELETE FROM hearth_data.settings WHERE key IN ('archive_retention', 'archive_messages');
 ALTER TABLE hearth_data.settings DROP CONSTRAINT settings_value_type_check;

@@ -1,6 +1,6 @@
 -- Hearth 0006, run by the migrating role before the functions are loaded (as hearth_owner): the role
--- hearth_publisher (hearth.publish), the session archive with what keeps it complete, and the archive
--- settings.
+-- hearth_publisher (hearth.publish), the session archive with what keeps it complete, the archive
+-- settings, and the index room health reads LiveKit's webhooks by.
 
 -- Roles are the cluster's: another database may have created it already.
 DO $$
@@ -80,4 +80,6 @@ CREATE TABLE hearth_data.archive_pending_messages (
     created_at timestamptz NOT NULL,
     PRIMARY KEY (session_id, seq)
 );
+
+CREATE INDEX livekit_events_room_idx ON hearth_data.livekit_events (room, received_at);
 RESET ROLE;
