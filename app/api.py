@@ -72,11 +72,16 @@ def session_claims_for(request: Request, session_id: uuid.UUID) -> tokens.Claims
     return claims
 
 
-def require_admin(request: Request) -> None:
+def is_admin(request: Request) -> bool:
+    """Whether the bearer token is HEARTH_ADMIN_TOKEN (never when none is set)."""
     expected = state_of(request).settings.admin_token.reveal()
     header = request.headers.get("authorization", "")
     given = header[7:].strip() if header.lower().startswith("bearer ") else ""
-    if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+    return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def require_admin(request: Request) -> None:
+    if not is_admin(request):
         raise HearthError("HT401", "admin token required")
 
 

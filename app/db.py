@@ -157,6 +157,10 @@ class Database:
     async def session_stats(self) -> asyncpg.Record:
         return await self._row("session_stats")
 
+    async def session_history(self, session_id: uuid.UUID) -> asyncpg.Record:
+        """The archive of a deleted session (HT404 when there is none)."""
+        return await self._row("session_history", session_id)
+
     async def identity_seq(self, identity_id: uuid.UUID) -> int:
         seq: int = await self._value("identity_seq", identity_id)
         return seq

@@ -12,6 +12,7 @@ from app import openapi, shapes, tokens
 from app.api import (
     answer,
     claims_of,
+    is_admin,
     issue,
     joined,
     path_uuid,
@@ -20,6 +21,7 @@ from app.api import (
     session_claims_for,
     state_of,
 )
+from app.errors import HearthError
 from app.openapi import ApiRoute, Operation
 
 
@@ -67,6 +69,16 @@ async def leave_session(request: Request) -> Response:
 async def stats(request: Request) -> Response:
     require_admin(request)
     return answer(shapes.Stats(**await state_of(request).db.session_stats()))
+
+
+async def session_history(request: Request) -> Response:
+    """A deleted session's archive, for the admin token or an identity that took part in it."""
+    identity_id = None if is_admin(request) else claims_of(request).identity_id
+    row = await state_of(request).db.session_history(path_uuid(request, "session_id"))
+    history = shapes.SessionHistory(**row)
+    if identity_id is not None and all(p.identity_id != identity_id for p in history.participants):
+        raise HearthError("HT403", "only those who took part in the session may read its history")
+    return answer(history)
 
 
 async def healthz(request: Request) -> Response:
@@ -128,6 +140,17 @@ routes = [
         leave_session,
         "POST",
         Operation("Leave the session", {200: shapes.Left}, "session", shapes.Empty, errors=(404,)),
+    ),
+    ApiRoute(
+        "/v1/sessions/{session_id}/history",
+        session_history,
+        "GET",
+        Operation(
+            "A deleted session's archive: for those who took part, or the admin",
+            {200: shapes.SessionHistory},
+            "identity_or_admin",
+            errors=(403, 404),
+        ),
     ),
     ApiRoute("/v1/stats", stats, "GET", Operation("Session statistics", {200: shapes.Stats}, "admin")),
     ApiRoute(

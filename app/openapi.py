@@ -29,7 +29,7 @@ class Stream:
 
 
 Answer = type[shapes.Answer] | Stream | str
-Auth = Literal["none", "identity", "session", "display", "admin", "livekit"]
+Auth = Literal["none", "identity", "session", "display", "admin", "identity_or_admin", "livekit"]
 REF = "#/components/schemas/{model}"
 SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
     "none": [],
@@ -37,6 +37,7 @@ SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
     "session": [{"sessionToken": []}],
     "display": [{"sessionToken": []}, {"sessionTokenQuery": []}],
     "admin": [{"adminToken": []}],
+    "identity_or_admin": [{"identityToken": []}, {"adminToken": []}],
     "livekit": [{"livekitSignature": []}],
 }
 SECURITY_SCHEMES = {

@@ -185,6 +185,43 @@ class Stats(Answer):
     online_participants: int
 
 
+class ArchivedParticipant(Answer):
+    participant_id: uuid.UUID
+    identity_id: uuid.UUID
+    display_name: str | None
+    role: str
+    joined_at: TimestampText
+    left_at: TimestampText | None
+    leave_reason: str | None
+
+
+class ArchivedMessage(Answer):
+    """A message or app.* event as clients saw it: its type, seq and time, then its payload's fields."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    seq: int
+    at: TimestampText
+
+
+class SessionHistory(Answer):
+    """A deleted session's archive (hearth.session_history)."""
+
+    session_id: uuid.UUID
+    kind: Literal["room", "pairing", "match"]
+    name: str | None
+    created_at: Timestamp
+    ended_at: Timestamp
+    end_reason: str | None
+    participants: list[ArchivedParticipant] = Field(description="By join time.")
+    message_count: int = Field(description="Message and app.* events.")
+    event_count: int
+    messages: list[ArchivedMessage] | None = Field(
+        description="By seq; null when archive_messages was off when the session was archived."
+    )
+
+
 class Health(Answer):
     status: Literal["ok"]
 

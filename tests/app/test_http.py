@@ -358,6 +358,67 @@ async def test_stats(api: Api) -> None:
     assert after["waiting_sessions"] == stats["waiting_sessions"] + 1
 
 
+# Session history ---------------------------------------------------------------------------------
+
+
+async def test_session_history(api: Api, superuser: asyncpg.Connection) -> None:
+    """A deleted session's archive: for those who took part (identity or session token) and the admin
+    token; 403 for anyone else, 404 while the session lives or when it was never archived."""
+    display_identity, display_token = await api.identity("screen")
+    controller_identity, controller_token = await api.identity("phone")
+    _, stranger_token = await api.identity("eve")
+    r = await api.http.post("/v1/displays", json={}, headers=bearer(display_token))
+    assert r.status_code == 201, r.text
+    display = r.json()
+    sid = display["session_id"]
+    r = await api.http.post("/v1/pair", json={"code": display["code"]}, headers=bearer(controller_token))
+    assert r.status_code == 200, r.text
+    controller_session_token = r.json()["token"]
+    path = f"/v1/sessions/{sid}/history"
+    assert_error(await api.http.get(path, headers=bearer(ADMIN_TOKEN)), 404, "HT404")  # still live
+
+    for token in (controller_session_token, display["token"]):
+        r = await api.http.post(f"/v1/sessions/{sid}/leave", headers=bearer(token))
+        assert r.status_code == 200 and r.json() == {"left": True}, r.text
+    assert await superuser.fetchval("SELECT hearth.cleanup_inactive_sessions()") >= 1
+
+    r = await api.http.get(path, headers=bearer(display_token))
+    assert r.status_code == 200, r.text
+    history = r.json()
+    assert set(history) == {
+        "session_id",
+        "kind",
+        "name",
+        "created_at",
+        "ended_at",
+        "end_reason",
+        "participants",
+        "message_count",
+        "event_count",
+        "messages",
+    }
+    assert (history["session_id"], history["kind"], history["end_reason"]) == (sid, "pairing", "empty")
+    assert datetime.fromisoformat(history["ended_at"]) >= datetime.fromisoformat(history["created_at"])
+    assert [
+        (p["identity_id"], p["display_name"], p["role"], p["leave_reason"]) for p in history["participants"]
+    ] == [
+        (display_identity, "screen", "display", "left"),
+        (controller_identity, "phone", "controller", "left"),
+    ]
+    assert history["messages"] is None
+    for headers in (bearer(controller_session_token), bearer(controller_token), bearer(ADMIN_TOKEN)):
+        r = await api.http.get(path, headers=headers)
+        assert r.status_code == 200 and r.json() == history, r.text
+
+    assert_error(await api.http.get(path, headers=bearer(stranger_token)), 403, "HT403")
+    for headers in ({}, bearer("not-a-token"), bearer(ADMIN_TOKEN + "x")):
+        assert_error(await api.http.get(path, headers=headers), 401, "HT401")
+    unknown = f"/v1/sessions/{uuid.uuid4()}/history"
+    assert_error(await api.http.get(unknown, headers=bearer(ADMIN_TOKEN)), 404, "HT404")
+    assert_error(await api.http.get(unknown, headers=bearer(display_token)), 404, "HT404")
+    assert_error(await api.http.get("/v1/sessions/nope/history", headers=bearer(ADMIN_TOKEN)), 400, "HT400")
+
+
 async def test_healthz_and_readyz(api: Api) -> None:
     r = await api.http.get("/healthz")
     assert r.status_code == 200

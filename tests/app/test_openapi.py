@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import jsonschema
+import psycopg
 import pytest
 import requests
 import schemathesis
@@ -115,7 +116,9 @@ def _webhook(body: bytes, secret: str) -> str:
     return lkapi.AccessToken(LIVEKIT["LIVEKIT_API_KEY"], secret).with_sha256(digest).to_jwt()
 
 
-async def test_real_answers_validate_against_it(served: Instance, doc: dict[str, Any]) -> None:
+async def test_real_answers_validate_against_it(
+    served: Instance, doc: dict[str, Any], credentials: dict[str, Any]
+) -> None:
     c = Conformance(doc)
     async with httpx.AsyncClient(base_url=served.base_url, timeout=10) as http:
         ident = c.check("/v1/identities", await http.post("/v1/identities", json={"display_name": "Ann"}))
@@ -145,6 +148,7 @@ async def test_real_answers_validate_against_it(served: Instance, doc: dict[str,
             "/v1/sessions/{session_id}/leave", await http.post(f"/v1/sessions/{sid}/leave", headers=session)
         )
         c.check("/v1/stats", await http.get("/v1/stats", headers=bearer(ADMIN_TOKEN)))
+        await _history(c, http, credentials, me)
         for path in ("/v1/openapi.json", "/healthz", "/readyz", "/metrics", "/"):
             c.check(path, await http.get(path))
         c.check("/demo/qr.svg", await http.get("/demo/qr.svg", params={"code": "ABCDEF"}))
@@ -168,6 +172,20 @@ async def _displays(c: Conformance, http: httpx.AsyncClient, me: dict[str, str])
     assert c.check("/v1/displays/{session_id}/events", paired).json()["event"] == "paired"
     stream = await http.get(events, params={"token": display["token"]})  # settled: the stream ends at once
     assert c.check("/v1/displays/{session_id}/events", stream).text.count("event: paired") == 1
+
+
+async def _history(
+    c: Conformance, http: httpx.AsyncClient, credentials: dict[str, Any], stranger: dict[str, str]
+) -> None:
+    archived, participant = credentials["archived"]
+    path = "/v1/sessions/{session_id}/history"
+    for headers in (bearer(participant), bearer(ADMIN_TOKEN)):
+        history = c.check(path, await http.get(f"/v1/sessions/{archived}/history", headers=headers)).json()
+        assert history["session_id"] == archived and history["messages"][0]["note"] == "hi"
+    r = await http.get(f"/v1/sessions/{archived}/history", headers=stranger)
+    assert c.check(path, r).status_code == 403
+    r = await http.get(f"/v1/sessions/{uuid.uuid4()}/history", headers=bearer(ADMIN_TOKEN))
+    assert c.check(path, r).status_code == 404
 
 
 async def _webhooks(c: Conformance, http: httpx.AsyncClient) -> None:
@@ -218,10 +236,12 @@ def test_it_is_served(doc: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def credentials(served: Instance) -> dict[str, Any]:
+def credentials(served: Instance, app_db: str) -> dict[str, Any]:
     """An identity; a room with two of its participants (one for leave, one for the rest); a paired display
-    (its event stream ends at once, so a request for it does not wait for a pairing)."""
+    (its event stream ends at once, so a request for it does not wait for a pairing); an archived session
+    and the identity token of one who took part in it."""
     with httpx.Client(base_url=served.base_url, timeout=10) as http:
+        archived = _archived_session(http, app_db)
         token = http.post("/v1/identities").json()["token"]
         room = http.post("/v1/sessions", json={}, headers=bearer(token)).json()["session_id"]
         members = []
@@ -240,7 +260,28 @@ def credentials(served: Instance) -> dict[str, Any]:
         "leaving": members[0],
         "member": members[1],
         "display": (display["session_id"], display["token"]),
+        "archived": archived,
     }
+
+
+def _archived_session(http: httpx.Client, database_url: str) -> tuple[str, str]:
+    """A pairing with one app.* event, archived with its messages once both sides left: its id and the
+    controller's identity token. Made first: the cleanup deletes every other closed session too."""
+    display_identity = http.post("/v1/identities").json()["token"]
+    display = http.post("/v1/displays", json={}, headers=bearer(display_identity)).json()
+    session_id = display["session_id"]
+    controller = http.post("/v1/identities").json()["token"]
+    paired = http.post("/v1/pair", json={"code": display["code"]}, headers=bearer(controller)).json()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("SELECT hearth.set_setting('archive_messages', 'on')")
+        conn.execute("SELECT hearth.publish(%s, 'app.note', '{\"note\": \"hi\"}')", (session_id,))
+        for token in (display["token"], paired["token"]):
+            r = http.post(f"/v1/sessions/{session_id}/leave", headers=bearer(token))
+            assert r.json() == {"left": True}, r.text
+        conn.execute("SELECT hearth.cleanup_inactive_sessions()")
+        archived = "SELECT count(*) FROM hearth_data.session_archive WHERE session_id = %s"
+        assert conn.execute(archived, (session_id,)).fetchone() == (1,)
+    return session_id, controller
 
 
 @pytest.fixture(scope="module")
@@ -259,6 +300,11 @@ def authorize(case: Any, doc: dict[str, Any], credentials: dict[str, Any]) -> No
     token, scoped = None, None
     if path == "/v1/displays/{session_id}/events":
         scoped, token = credentials["display"]
+    elif path.endswith("/history"):  # a third each: unknown id (404), the participant, the admin
+        archived, participant = credentials["archived"]
+        kind = uuid.UUID(session_id).int % 3 if well_formed else 0
+        token = (credentials["identity"], participant, ADMIN_TOKEN)[kind]
+        scoped = archived if kind else None
     elif "sessionToken" in schemes:
         scoped = credentials["room"]
         token = credentials["leaving"] if path.endswith("/leave") else credentials["member"]
