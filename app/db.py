@@ -296,6 +296,10 @@ class Database:
             return str(await self._value("finish_livekit_job", job_id))
         return str(await self._value("finish_livekit_job", job_id, error, max_attempts))
 
+    async def livekit_rooms(self) -> list[asyncpg.Record]:
+        """Room health: every room Hearth knows, with its match, participants, last webhook and problem."""
+        return await self._rows("livekit_rooms")
+
     async def reconcile_livekit_rooms(self, names: list[str], listed_at: datetime) -> list[str]:
         """LiveKit's rooms as listed at `listed_at`: the ones Hearth no longer wants."""
         return [row["room"] for row in await self._rows("reconcile_livekit_rooms", names, listed_at)]

@@ -1,5 +1,5 @@
-"""LiveKit: room tokens (pure), the room worker (outbox), the reconciler, and the two routes that speak
-with LiveKit (a participant's room token, LiveKit's webhooks).
+"""LiveKit: room tokens (pure), the room worker (outbox), the reconciler, and the routes about LiveKit (a
+participant's room token, LiveKit's webhooks, and room health for the admin).
 
 Rooms are never created inline with a match: the match writes a `create_room` job in its own
 transaction, and workers in every instance claim due jobs (SKIP LOCKED, with a lease) and call LiveKit
@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import shapes
-from app.api import answer, path_uuid, read_raw, session_claims_for, state_of
+from app.api import answer, path_uuid, read_raw, require_admin, session_claims_for, state_of
 from app.db import Database
 from app.errors import HearthError
 from app.loops import every
@@ -231,6 +231,12 @@ async def webhook(request: Request) -> Response:
     return answer(shapes.WebhookRecorded(recorded=fresh))
 
 
+async def admin_rooms(request: Request) -> Response:
+    require_admin(request)
+    rooms = await state_of(request).db.livekit_rooms()
+    return answer(shapes.Rooms(rooms=[shapes.Room(**row) for row in rooms]))
+
+
 routes = [
     ApiRoute(
         "/v1/sessions/{session_id}/livekit-token",
@@ -254,5 +260,11 @@ routes = [
             raw_body="application/webhook+json",
             errors=(503,),
         ),
+    ),
+    ApiRoute(
+        "/v1/admin/rooms",
+        admin_rooms,
+        "GET",
+        Operation("Room health: every LiveKit room Hearth knows", {200: shapes.Rooms}, "admin"),
     ),
 ]

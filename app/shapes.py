@@ -177,6 +177,32 @@ class WebhookRecorded(Answer):
     recorded: bool = Field(description="False for an event already recorded (LiveKit retries).")
 
 
+class Room(Answer):
+    room: str
+    session_id: uuid.UUID = Field(description="The match's session.")
+    match_status: Literal["connecting", "in_call", "ended"]
+    created_at: Timestamp | None = Field(description="When LiveKit created the room; null until it has.")
+    expected_participants: int = Field(description="2 while the match is open, 0 once it has ended.")
+    participants_in_room: int = Field(description="Sides in the room by LiveKit's webhooks.")
+    last_webhook_at: Timestamp | None
+    problem: (
+        Literal[
+            "room not created yet",
+            "both sides gone",
+            "one side gone",
+            "no webhook for 10 minutes",
+            "match over but room still open",
+        ]
+        | None
+    ) = Field(description="Null when the room is healthy.")
+
+
+class Rooms(Answer):
+    """Open matches' rooms first, oldest first; a room LiveKit reported finished is not listed."""
+
+    rooms: list[Room]
+
+
 class Stats(Answer):
     total_sessions: int
     active_sessions: int

@@ -419,6 +419,14 @@ async def test_session_history(api: Api, superuser: asyncpg.Connection) -> None:
     assert_error(await api.http.get("/v1/sessions/nope/history", headers=bearer(ADMIN_TOKEN)), 400, "HT400")
 
 
+async def test_admin_rooms_needs_the_admin_token(api: Api) -> None:
+    _, identity_token = await api.identity()
+    for headers in ({}, bearer(identity_token), bearer(ADMIN_TOKEN + "x")):
+        assert_error(await api.http.get("/v1/admin/rooms", headers=headers), 401, "HT401")
+    r = await api.http.get("/v1/admin/rooms", headers=bearer(ADMIN_TOKEN))
+    assert r.status_code == 200 and r.json() == {"rooms": []}, r.text
+
+
 async def test_healthz_and_readyz(api: Api) -> None:
     r = await api.http.get("/healthz")
     assert r.status_code == 200

@@ -148,6 +148,7 @@ async def test_real_answers_validate_against_it(
             "/v1/sessions/{session_id}/leave", await http.post(f"/v1/sessions/{sid}/leave", headers=session)
         )
         c.check("/v1/stats", await http.get("/v1/stats", headers=bearer(ADMIN_TOKEN)))
+        c.check("/v1/admin/rooms", await http.get("/v1/admin/rooms", headers=bearer(ADMIN_TOKEN)))
         await _history(c, http, credentials, me)
         for path in ("/v1/openapi.json", "/healthz", "/readyz", "/metrics", "/"):
             c.check(path, await http.get(path))
