@@ -291,6 +291,11 @@
         setStatus(`The session is over (${f.reason}).`, "bad");
         break;
       default:
+        // An application's own event (hearth.publish, e.g. from a trigger on one of its tables).
+        if (f.type.startsWith("app.")) {
+          const { type, seq, session_id, at, ...payload } = f;
+          showReceived(`${type} ${JSON.stringify(payload)}`);
+        }
         break;
     }
   }

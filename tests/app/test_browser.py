@@ -25,6 +25,8 @@ import httpx
 import pytest
 
 from tests.app.harness import ROOT, Instance
+from tests.db.helpers import login_role
+from tests.db.test_publish import APP_SCHEMA
 
 try:
     from playwright.async_api import Browser, Page, async_playwright, expect
@@ -353,7 +355,6 @@ async def test_a_display_ignores_an_offer_from_anyone_but_its_paired_controller(
         }
         sockets[-1].send(json.dumps(forged))
 
-
         async def acted() -> tuple[bool, list[dict[str, Any]]]:
             ignored = any("not the paired peer" in line for line in display.console)
             return ignored, [f for f in sent_by_display if f.get("to") == stranger_pid]
@@ -370,3 +371,40 @@ async def test_a_display_ignores_an_offer_from_anyone_but_its_paired_controller(
         await display.screenshot("stranger")
         for tab in (display, controller, stranger):
             await tab.close()
+
+
+async def test_a_trigger_on_an_app_table_publishes_to_the_browser(
+    pair: list[Instance], browser: Browser, sql: asyncpg.Connection, app_db: str
+) -> None:
+    """docs/publishing.md's pattern end to end: a row written to the application's own table by a role
+    holding hearth_publisher; its trigger's hearth.publish reaches the paired display's page."""
+    display = await Tab.open(browser, "display", pair[0])
+    controller = await Tab.open(browser, "controller", pair[1])
+    try:
+        session_id = await _pair_through_the_ui(display, controller)
+        async with login_role(sql, app_db, "hearth_publisher") as app_url:
+            app = await asyncpg.connect(app_url)
+            try:
+                await sql.execute(
+                    f"CREATE SCHEMA tarot AUTHORIZATION {await app.fetchval('SELECT current_user')}"
+                )
+                for statement in APP_SCHEMA:
+                    await app.execute(statement)
+                await app.execute(
+                    "INSERT INTO tarot.draws (session_id, card) VALUES ($1, 'The Star')", session_id
+                )
+            finally:
+                await app.close()
+        await expect(display.page.locator("#received")).to_contain_text(
+            'app.card_drawn {"card":"The Star","draw_id":1}', timeout=WAIT_MS
+        )
+        published = await sql.fetchval(
+            "SELECT max(seq) FROM hearth_data.events WHERE stream_id = $1::uuid AND type = 'app.card_drawn'",
+            session_id,
+        )
+        assert await display.page.evaluate("hearthDemo.lastSeq") >= published
+        assert display.page_errors() == [] and controller.page_errors() == []
+    finally:
+        await display.screenshot("publish")
+        await display.close()
+        await controller.close()
