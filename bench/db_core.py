@@ -434,6 +434,28 @@ async def build_due(conn: asyncpg.Connection, t_ref: dt.datetime, n: int, backgr
     return time.perf_counter() - start
 
 
+async def cleanup_batches(admin: asyncpg.Connection, pid: int,
+                          n: int) -> tuple[list[float], list[float], int]:
+    """The pg_cron job's batches of 1,000, each in its own transaction (autocommit), as superuser, until
+    one deletes fewer: each batch's wall time (commit included) and its backend's CPU time, and how many
+    were deleted (checked: all `n` due sessions, none left)."""
+    batches: list[float] = []
+    cpu: list[float] = []
+    deleted = 0
+    while True:
+        cpu0 = backend_cpu([pid])
+        start = time.perf_counter()
+        got = await admin.fetchval("SELECT hearth_data.cleanup_sessions_batch(NULL, 1000, now())")
+        batches.append(time.perf_counter() - start)
+        cpu.append(backend_cpu([pid]) - cpu0)
+        deleted += got
+        if got < 1000:
+            break
+    assert deleted == n, f"batches deleted {deleted}, expected {n}"
+    assert await count_due(admin) == 0
+    return batches, cpu, deleted
+
+
 async def bench_cleanup(url: str, t_ref: dt.datetime, background: int,
                         cases: list[tuple[int, str, bool]]) -> dict[str, Any]:
     log(f"== 3. cleanup of due sessions (2 participants, 10 events each) next to {background:,}"
@@ -445,23 +467,9 @@ async def bench_cleanup(url: str, t_ref: dt.datetime, background: int,
             closed = state == "closed"
             took = await build_due(admin, t_ref, n, background, closed)
             log(f"  {n:,} {state} due sessions built + VACUUM ANALYZE in {took:.1f} s")
-            # The pg_cron job's batches, each in its own transaction (autocommit), as superuser.
-            batches: list[float] = []
-            cpu: list[float] = []
-            deleted = 0
             lsn = await admin.fetchval("SELECT pg_current_wal_lsn()")
-            while True:
-                cpu0 = backend_cpu([pid])
-                start = time.perf_counter()
-                got = await admin.fetchval("SELECT hearth_data.cleanup_sessions_batch(NULL, 1000, now())")
-                batches.append(time.perf_counter() - start)
-                cpu.append(backend_cpu([pid]) - cpu0)
-                deleted += got
-                if got < 1000:
-                    break
+            batches, cpu, deleted = await cleanup_batches(admin, pid, n)
             wal = int(await admin.fetchval("SELECT pg_current_wal_lsn() - $1::pg_lsn", lsn))
-            assert deleted == n, f"batches deleted {deleted}, expected {n}"
-            assert await count_due(admin) == 0
             bt = Timings(batches)
             p95 = sorted(batches)[int(0.95 * (len(batches) - 1))] * 1000
             longest = batches.index(max(batches))
