@@ -112,3 +112,34 @@ async def test_a_live_frame_and_its_replay_are_the_same_text(
     assert len({frame["at"] for frame in live}) == 5
     for ws in (live_ws, replay_ws):
         await ws.close()
+
+
+async def test_a_published_app_event_is_delivered_live_and_on_resume(
+    pair: list[Instance], api_a: Api, superuser: asyncpg.Connection
+) -> None:
+    # hearth.publish from SQL (here a DBA; a trigger in tests/app/test_browser.py): the socket on the
+    # other instance gets it live, a resume with after replays it, the same text.
+    _alice, alice_token = await api_a.identity("alice")
+    session = await api_a.session(alice_token, name="table")
+    _pid, session_token = await api_a.join(session["session_id"], alice_token)
+    live_ws = await Ws.open(pair[1], session_token)
+    welcome = await live_ws.next()
+    seq = await superuser.fetchval(
+        "SELECT hearth.publish($1, 'app.card_drawn', '{\"card\": \"The Star\"}')",
+        uuid.UUID(session["session_id"]),
+    )
+    live = await live_ws.until_type("app.card_drawn")
+    assert live.pop("at")
+    assert live == {
+        "type": "app.card_drawn",
+        "seq": seq,
+        "session_id": session["session_id"],
+        "card": "The Star",
+    }
+    replay_ws = await Ws.open(pair[0], session_token, after=welcome["seq"])
+    await replay_ws.next()  # welcome
+    replayed = await replay_ws.until_type("app.card_drawn")
+    assert replayed.pop("at")
+    assert replayed == live
+    for ws in (live_ws, replay_ws):
+        await ws.close()
