@@ -165,6 +165,12 @@ class Database:
         seq: int = await self._value("identity_seq", identity_id)
         return seq
 
+    async def resume_streams(
+        self, stream_ids: Sequence[uuid.UUID], after: Sequence[int | None]
+    ) -> list[asyncpg.Record]:
+        """Per stream, in order: (head, resume_after, recovered) for the client's last seq or None."""
+        return await self._rows("resume_streams", list(stream_ids), list(after))
+
     async def heartbeat_interval_s(self) -> float | None:
         sql = "SELECT extract(epoch FROM hearth.get_setting($1)::interval)::float8"
         seconds: float | None = await self._run("get_setting", "fetchval", sql, ("heartbeat_interval",))

@@ -1,4 +1,4 @@
-"""The websocket endpoint `/v1/ws?token=...[&after=SEQ]` (SPEC section 6)."""
+"""The websocket endpoint `/v1/ws?token=...[&after=SEQ][&after_identity=SEQ]` (SPEC section 6)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from app import db, jsonin, tokens
 from app.errors import HearthError
 from app.events import Event
 from app.hub import OnEvent, Subscriber
+from app.resume import resume_points
 from app.state import AppState
 
 log = logging.getLogger("hearth.ws")
@@ -32,8 +33,8 @@ RATE_PER_S = 50.0
 SIGNAL_KINDS = ("offer", "answer", "ice")
 
 
-def _parse_after(value: str | None) -> int | None:
-    return None if value is None else jsonin.whole_number(value, "after (a sequence number)")
+def _parse_after(value: str | None, name: str = "after") -> int | None:
+    return None if value is None else jsonin.whole_number(value, f"{name} (a sequence number)")
 
 
 class _Limits:
@@ -105,6 +106,9 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     try:
         claims = tokens.verify(state.settings.secret.reveal(), websocket.query_params.get("token"))
         after = _parse_after(websocket.query_params.get("after"))
+        after_identity = _parse_after(websocket.query_params.get("after_identity"), "after_identity")
+        if after_identity is not None and claims.session_id is None:
+            raise HearthError("HT400", "after_identity is for session tokens; an identity token uses after")
     except HearthError as exc:
         await websocket.close(exc.close_code, exc.message)
         return
@@ -116,11 +120,11 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     ):
         with contextlib.ExitStack() as presence:
             try:
-                identity_seq = await _follow_identity(state, sub, claims)
+                sub.follow(str(claims.identity_id))
                 if claims.session_id is None:
-                    await _open_identity_stream(state, sub, claims, identity_seq, after, presence)
+                    await _open_identity_stream(state, sub, claims, after, presence)
                 else:
-                    await _open_session_stream(state, sub, claims, identity_seq, after, presence)
+                    await _open_session_stream(state, sub, claims, (after, after_identity), presence)
                 await _run(websocket, state, sub, writer, claims.participant_id)
             except HearthError as exc:
                 sub.close(exc.close_code, exc.message)
@@ -144,56 +148,60 @@ async def _writing(websocket: WebSocket, sub: Subscriber) -> AsyncIterator[async
             await asyncio.wait_for(writer, 5)
 
 
-async def _follow_identity(state: AppState, sub: Subscriber, claims: tokens.Claims) -> int:
-    """Follow the identity's stream (live frames wait until it goes live); its head now."""
-    sub.follow(str(claims.identity_id))
-    return await state.db.identity_seq(claims.identity_id)
-
-
 async def _open_identity_stream(
     state: AppState,
     sub: Subscriber,
     claims: tokens.Claims,
-    identity_seq: int,
     after: int | None,
     presence: contextlib.ExitStack,
 ) -> None:
-    """An identity token: its welcome, then its stream from `after`."""
+    """An identity token: its welcome (recovered: whether `after` replays in full), then its stream."""
     identity = str(claims.identity_id)
-    welcome = {"type": "welcome", "identity_id": identity, "seq": identity_seq}
-    sub.push(json.dumps({**welcome, "heartbeat_interval_s": state.heartbeat_interval_s}))
+    (point,) = await resume_points(state.db, [(claims.identity_id, after)])
+    welcome = {"type": "welcome", "identity_id": identity, "seq": point.head}
+    sub.push(
+        json.dumps(
+            {**welcome, "heartbeat_interval_s": state.heartbeat_interval_s, "recovered": point.recovered}
+        )
+    )
     state.heartbeats.identity_connected(claims.identity_id)
     presence.callback(state.heartbeats.identity_disconnected, claims.identity_id)
-    await sub.go_live(identity, identity_seq if after is None else min(after, identity_seq))
+    await sub.go_live(identity, point.after)
 
 
 async def _open_session_stream(
     state: AppState,
     sub: Subscriber,
     claims: tokens.Claims,
-    identity_seq: int,
-    after: int | None,
+    afters: tuple[int | None, int | None],
     presence: contextlib.ExitStack,
 ) -> None:
     """A session token: the participant must still be in a live session; its welcome (with who is
-    present), then the session's stream from `after` and the identity's from its head."""
+    present and whether both streams replay in full), then the session's stream from `after` and the
+    identity's from `after_identity` (each from its head without one)."""
     assert claims.session_id is not None and claims.participant_id is not None
     session, participant_id = str(claims.session_id), claims.participant_id
     sub.follow(session)
+    # Read before the snapshot, so a resume point is never above the snapshot's seq.
+    session_point, identity_point = await resume_points(
+        state.db, [(claims.session_id, afters[0]), (claims.identity_id, afters[1])]
+    )
     snapshot = await state.db.session_state(claims.session_id)
     if snapshot["expired"]:
         raise HearthError("HT410", "session is expired or ended")
     if all(p["participant_id"] != str(participant_id) for p in snapshot["participants"]):
         raise HearthError("HT404", "participant is no longer in the session; join again")
-    sub.push(json.dumps(_session_welcome(state, claims, snapshot, identity_seq)))
+    recovered = session_point.recovered and identity_point.recovered
+    sub.push(json.dumps(_session_welcome(state, claims, snapshot, identity_point.head, recovered)))
     state.heartbeats.connected(participant_id)
     presence.callback(state.heartbeats.disconnected, participant_id)
-    await sub.go_live(session, snapshot["seq"] if after is None else min(after, snapshot["seq"]))
-    await sub.go_live(str(claims.identity_id), identity_seq)
+    # Without after, live from the snapshot the presence list was read at.
+    await sub.go_live(session, snapshot["seq"] if afters[0] is None else session_point.after)
+    await sub.go_live(str(claims.identity_id), identity_point.after)
 
 
 def _session_welcome(
-    state: AppState, claims: tokens.Claims, snapshot: dict[str, Any], identity_seq: int
+    state: AppState, claims: tokens.Claims, snapshot: dict[str, Any], identity_seq: int, recovered: bool
 ) -> dict[str, Any]:
     keys = ("participant_id", "identity_id", "role", "display_name", "joined_at")
     return {
@@ -205,6 +213,7 @@ def _session_welcome(
         "seq": snapshot["seq"],
         "identity_seq": identity_seq,
         "heartbeat_interval_s": state.heartbeat_interval_s,
+        "recovered": recovered,
     }
 
 

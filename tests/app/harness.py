@@ -152,8 +152,11 @@ class Ws:
         self._cursor = 0
 
     @classmethod
-    async def open(cls, instance: Instance, token: str, after: int | None = None) -> Ws:
+    async def open(
+        cls, instance: Instance, token: str, after: int | None = None, after_identity: int | None = None
+    ) -> Ws:
         url = f"{instance.ws_url}?token={token}" + (f"&after={after}" if after is not None else "")
+        url += f"&after_identity={after_identity}" if after_identity is not None else ""
         return cls(await connect(url, max_size=2**20, open_timeout=10))
 
     async def send(self, frame: dict[str, Any]) -> None:

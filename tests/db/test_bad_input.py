@@ -205,6 +205,13 @@ CASES: list[tuple[str, list[Any]]] = [
     ("SELECT * FROM hearth.archived_sessions(NULL, NULL)", []),
     # livekit_rooms
     ("SELECT * FROM hearth.livekit_rooms(NULL)", []),
+    # resume_streams
+    ("SELECT * FROM hearth.resume_streams(NULL, ARRAY[0::bigint])", []),
+    ("SELECT * FROM hearth.resume_streams(ARRAY[$1::uuid], NULL)", [":session"]),
+    ("SELECT * FROM hearth.resume_streams(ARRAY[$1::uuid], ARRAY[0, 1]::bigint[])", [":session"]),
+    ("SELECT * FROM hearth.resume_streams(ARRAY[$1::uuid], ARRAY[-1::bigint])", [":session"]),
+    ("SELECT * FROM hearth.resume_streams(ARRAY[NULL::uuid], ARRAY[0::bigint])", []),
+    ("SELECT * FROM hearth.resume_streams(ARRAY[$1::uuid], ARRAY[0::bigint])", [UNKNOWN]),
     # get_setting
     ("SELECT hearth.get_setting(NULL)", []),
     ("SELECT hearth.get_setting('')", []),

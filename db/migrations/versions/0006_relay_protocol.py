@@ -1,0 +1,28 @@
+"""relay protocol: honest resume (resume_streams)
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-01
+"""
+
+from alembic import op
+
+from app import sqlfiles
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+# The SQL this revision runs is frozen in the folder beside it (app.sqlfiles): every function file it
+# (re)loads, as hearth_owner.
+REVISION = "0006_relay_protocol"
+
+
+def upgrade() -> None:
+    sqlfiles.run(op, sqlfiles.frozen_functions(REVISION), role="hearth_owner")
+
+
+def downgrade() -> None:
+    sqlfiles.run(op, [f"{REVISION}/downgrade.sql"])
+    sqlfiles.reload_previous(op, REVISION)
