@@ -31,6 +31,8 @@ BAD_FRAME_WINDOW_S = 10.0
 RATE_BURST = 200
 RATE_PER_S = 50.0
 SIGNAL_KINDS = ("offer", "answer", "ice")
+# A client's reference on a durable frame, echoed in its ack or error.
+MAX_REF_CHARS = 64
 
 
 def _parse_after(value: str | None, name: str = "after") -> int | None:
@@ -60,8 +62,11 @@ class _Limits:
         return len(self.bad) > MAX_BAD_FRAMES
 
 
-def _error_frame(code: str, message: str) -> str:
-    return json.dumps({"type": "error", "code": code, "message": message})
+def _error_frame(code: str, message: str, ref: str | None = None) -> str:
+    frame = {"type": "error", "code": code, "message": message}
+    if ref is not None:
+        frame["ref"] = ref
+    return json.dumps(frame)
 
 
 async def _writer(websocket: WebSocket, sub: Subscriber) -> None:
@@ -250,13 +255,16 @@ async def _read_loop(
         if not limits.allow_frame():
             sub.close(4429, "too many frames")
             return
+        ref: str | None = None
         try:
-            reply = await _handle_frame(state, participant_id, message.get("text"))
+            frame = _parse_frame(message.get("text"))
+            ref = _ref(frame)
+            reply = await _handle_frame(state, participant_id, frame, ref)
         except db.UNAVAILABLE:
-            sub.push(_error_frame("HT503", "the database is unavailable; try again"))
+            sub.push(_error_frame("HT503", "the database is unavailable; try again", ref))
             continue
         except HearthError as exc:
-            sub.push(_error_frame(exc.code, exc.message))
+            sub.push(_error_frame(exc.code, exc.message, ref))
             if exc.code == "HT400" and limits.bad_frame():
                 sub.close(CLOSE_BAD_FRAMES, "too many bad frames")
                 return
@@ -265,12 +273,31 @@ async def _read_loop(
             sub.push(reply)
 
 
-async def _handle_frame(state: AppState, participant_id: uuid.UUID | None, text: str | None) -> str | None:
+def _parse_frame(text: str | None) -> dict[str, Any]:
     if text is None:
         raise HearthError("HT400", "frames are JSON text")
     frame = jsonin.parse(text, "frame")
     if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
         raise HearthError("HT400", "a frame is a JSON object with a string 'type'")
+    return frame
+
+
+def _ref(frame: dict[str, Any]) -> str | None:
+    """The client's reference for a durable frame's answer (ack or error); HT400 when malformed."""
+    if "ref" not in frame:
+        return None
+    ref = frame["ref"]
+    if not isinstance(ref, str) or len(ref) > MAX_REF_CHARS:
+        raise HearthError("HT400", f"ref must be a string of at most {MAX_REF_CHARS} characters")
+    if frame["type"] not in ("message", "signal"):
+        raise HearthError("HT400", "ref is for message and signal frames")
+    return ref
+
+
+async def _handle_frame(
+    state: AppState, participant_id: uuid.UUID | None, frame: dict[str, Any], ref: str | None
+) -> str | None:
+    """What to answer: a pong, an ack for a frame with a ref, or nothing."""
     kind = frame["type"]
     if kind == "ping":
         return '{"type":"pong"}'
@@ -280,20 +307,23 @@ async def _handle_frame(state: AppState, participant_id: uuid.UUID | None, text:
         raise HearthError("HT403", "an identity token cannot send to a session; join it first")
     if kind == "message":
         body = frame.get("body")
-        if not isinstance(body, dict) or set(frame) - {"type", "body"}:
-            raise HearthError("HT400", "message frames are {type, body: object}")
-        await state.db.post_message(participant_id, body)
-        return None
+        if not isinstance(body, dict) or set(frame) - {"type", "body", "ref"}:
+            raise HearthError("HT400", "message frames are {type, body: object, ref?}")
+        return _ack_frame(ref, await state.db.post_message(participant_id, body))
     to, signal_kind, data = frame.get("to"), frame.get("kind"), frame.get("data")
     if (
-        set(frame) - {"type", "to", "kind", "data"}
+        set(frame) - {"type", "to", "kind", "data", "ref"}
         or signal_kind not in SIGNAL_KINDS
         or not isinstance(data, dict)
     ):
-        raise HearthError("HT400", "signal frames are {type, to, kind: offer|answer|ice, data: object}")
+        raise HearthError("HT400", "signal frames are {type, to, kind: offer|answer|ice, data: object, ref?}")
     try:
         target = uuid.UUID(str(to))
     except ValueError:
         raise HearthError("HT400", "signal 'to' must be a participant id") from None
-    await state.db.relay_signal(participant_id, target, signal_kind, data)
-    return None
+    return _ack_frame(ref, await state.db.relay_signal(participant_id, target, signal_kind, data))
+
+
+def _ack_frame(ref: str | None, seq: int) -> str | None:
+    """Sent once the frame's event has committed (the call returned its seq)."""
+    return None if ref is None else json.dumps({"type": "ack", "ref": ref, "seq": seq})
