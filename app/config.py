@@ -46,6 +46,8 @@ class Settings:
     livekit_reconcile_s: float = 30.0
     livekit_grace_s: float = 20.0
     livekit_timeout_s: float = 5.0
+    # Not in the contract: how often an instance re-reads the settings it applies per frame (rate limits).
+    settings_refresh_s: float = 5.0
     # auto: the app runs the periodic SQL functions (one leader) where pg_cron is not loaded; on; off.
     maintenance: str = "auto"
     maintenance_scale: float = 1.0  # tests shrink the schedule (1/60: "every minute" is every second)
@@ -79,6 +81,7 @@ class Settings:
             livekit_reconcile_s=float(env.get("HEARTH_LIVEKIT_RECONCILE_S", "30")),
             livekit_grace_s=float(env.get("HEARTH_LIVEKIT_GRACE_S", "20")),
             livekit_timeout_s=float(env.get("HEARTH_LIVEKIT_TIMEOUT_S", "5")),
+            settings_refresh_s=_number(env, "HEARTH_SETTINGS_REFRESH_S", cls.settings_refresh_s, 0.05),
             maintenance=env.get("HEARTH_MAINTENANCE", "auto"),
             maintenance_scale=float(env.get("HEARTH_MAINTENANCE_SCALE", "1")),
             log_level=_choice(env, "HEARTH_LOG_LEVEL", LOG_LEVELS),

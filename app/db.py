@@ -176,6 +176,16 @@ class Database:
         seconds: float | None = await self._run("get_setting", "fetchval", sql, ("heartbeat_interval",))
         return seconds
 
+    async def rate_limits(self) -> asyncpg.Record:
+        """(frame, broadcast): the settings frame_rate_limit and broadcast_rate_limit, per second."""
+        sql = (
+            "SELECT hearth.get_setting('frame_rate_limit')::float8 AS frame,"
+            " hearth.get_setting('broadcast_rate_limit')::float8 AS broadcast"
+        )
+        row: asyncpg.Record | None = await self._run("get_setting", "fetchrow", sql, ())
+        assert row is not None
+        return row
+
     # Events and presence
     async def event_frames(
         self, stream_ids: Sequence[str | uuid.UUID], after: Sequence[int], limit: int

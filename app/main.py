@@ -25,6 +25,7 @@ from app.livekit import RoomWorker
 from app.loops import Supervisor
 from app.maintenance import Maintenance
 from app.metrics import Metrics
+from app.ratelimit import RateLimits
 from app.state import AppState
 from app.ws import websocket_endpoint
 
@@ -91,11 +92,16 @@ async def _running(
     )
     interval_s = int((await db.heartbeat_interval_s()) or 30)
     heartbeats = Heartbeats(db.touch, metrics, flush_s=heartbeat_flush_s, keepalive_s=interval_s / 2)
+    rate_limits = RateLimits(db, refresh_s=settings.settings_refresh_s)
+    await rate_limits.refresh()
     loops = Supervisor(metrics)
-    app.state.hearth = AppState(settings, metrics, db, hub, listener, heartbeats, interval_s, loops)
+    app.state.hearth = AppState(
+        settings, metrics, db, hub, listener, heartbeats, interval_s, loops, rate_limits
+    )
     loops.start("listener", listener.run)
     loops.start("dispatcher", hub.run)
     loops.start("heartbeats", heartbeats.run)
+    loops.start("rate-limits", rate_limits.run)
     loops.start("matcher", matchmaking.match_loop)
     loops.start("match-reaper", matchmaking.reap_loop)
     if room_worker is not None:

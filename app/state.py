@@ -11,6 +11,7 @@ from app.heartbeat import Heartbeats
 from app.hub import Hub
 from app.loops import Supervisor
 from app.metrics import Metrics
+from app.ratelimit import RateLimits
 
 
 @dataclass
@@ -23,3 +24,4 @@ class AppState:
     heartbeats: Heartbeats
     heartbeat_interval_s: int
     loops: Supervisor
+    rate_limits: RateLimits

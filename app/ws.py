@@ -17,6 +17,7 @@ from app import db, jsonin, tokens
 from app.errors import HearthError
 from app.events import Event
 from app.hub import OnEvent, Subscriber
+from app.ratelimit import RateLimits
 from app.resume import resume_points
 from app.state import AppState
 
@@ -27,9 +28,6 @@ SEND_TIMEOUT_S = 10.0
 # Bad frames tolerated within BAD_FRAME_WINDOW_S before the connection is closed with 1008.
 MAX_BAD_FRAMES = 5
 BAD_FRAME_WINDOW_S = 10.0
-# Token bucket for client frames: bursts of RATE_BURST, RATE_PER_S sustained; past it, 4429.
-RATE_BURST = 200
-RATE_PER_S = 50.0
 SIGNAL_KINDS = ("offer", "answer", "ice")
 # A client's reference on a durable frame, echoed in its ack or error.
 MAX_REF_CHARS = 64
@@ -40,19 +38,9 @@ def _parse_after(value: str | None, name: str = "after") -> int | None:
 
 
 class _Limits:
-    def __init__(self) -> None:
-        self.tokens = float(RATE_BURST)
-        self.stamp = time.monotonic()
+    def __init__(self, limits: RateLimits) -> None:
+        self.frames = limits.frames()
         self.bad: list[float] = []
-
-    def allow_frame(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(RATE_BURST, self.tokens + (now - self.stamp) * RATE_PER_S)
-        self.stamp = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
 
     def bad_frame(self) -> bool:
         """Record a bad frame; True when the client keeps sending them."""
@@ -245,14 +233,14 @@ async def _run(
 async def _read_loop(
     websocket: WebSocket, state: AppState, sub: Subscriber, participant_id: uuid.UUID | None
 ) -> None:
-    limits = _Limits()
+    limits = _Limits(state.rate_limits)
     while sub.close_code is None:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
         if participant_id is not None:
             state.heartbeats.activity(participant_id)
-        if not limits.allow_frame():
+        if not limits.frames.take():
             sub.close(4429, "too many frames")
             return
         ref: str | None = None

@@ -98,7 +98,9 @@ INSERT INTO hearth_data.settings (key, value, value_type, description) VALUES
     ('pairing_max_failures',  '10',         'integer',  'failed code attempts per client key per 10 minutes'),
     ('rematch_cooldown',      '10 minutes', 'interval', 'identities that skipped each other are not re-matched for this long'),
     ('archive_retention',     '30 days',    'interval', 'archived session summaries older than this are deleted'),
-    ('archive_messages',      'false',      'boolean',  'a session''s archive also keeps its messages (message and app.* events)');
+    ('archive_messages',      'false',      'boolean',  'a session''s archive also keeps its messages (message and app.* events)'),
+    ('frame_rate_limit',      '50',         'integer',  'durable frames (message, signal) per second per socket, bursts of 4x (4429 past it)'),
+    ('broadcast_rate_limit',  '120',        'integer',  'broadcast frames per second per socket, bursts of 2x (dropped past it)');
 
 CREATE TABLE hearth_data.identities (
     identity_id      uuid PRIMARY KEY DEFAULT gen_random_uuid(),

@@ -1,4 +1,4 @@
-"""relay protocol: honest resume (resume_streams)
+"""relay protocol: honest resume (resume_streams), frame rate limits as settings
 
 Revision ID: 0006
 Revises: 0005
@@ -14,12 +14,13 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-# The SQL this revision runs is frozen in the folder beside it (app.sqlfiles): every function file it
-# (re)loads, as hearth_owner.
+# The SQL this revision runs is frozen in the folder beside it (app.sqlfiles): upgrade.sql (new
+# settings), then every function file it (re)loads, as hearth_owner.
 REVISION = "0006_relay_protocol"
 
 
 def upgrade() -> None:
+    sqlfiles.run(op, [f"{REVISION}/upgrade.sql"])
     sqlfiles.run(op, sqlfiles.frozen_functions(REVISION), role="hearth_owner")
 
 
