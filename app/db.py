@@ -202,6 +202,10 @@ class Database:
         seq: int = await self._value("relay_signal", sender, recipient, kind, data)
         return seq
 
+    async def broadcast(self, payloads: list[str]) -> int:
+        """NOTIFY each payload on hearth_broadcast, in one transaction committed without a WAL-flush wait."""
+        return int(await self._value("broadcast", payloads))
+
     async def touch(self, participants: list[uuid.UUID], identities: list[uuid.UUID]) -> int:
         """One round trip: touch the participants (and keep the identities active); how many were present."""
         if not identities:

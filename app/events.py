@@ -65,7 +65,8 @@ def parse_doorbell(payload: str) -> tuple[str, int] | None:
 
 class Listener:
     """Keeps `LISTEN hearth_events` up; hands each payload to `on_notify`, each (re)connect to
-    `on_connect`. `wake_channels` are further channels whose notifications only wake a loop."""
+    `on_connect`. `wake_channels` are further channels whose notifications only wake a loop;
+    `payload_channels` further channels whose payloads go to their callback (broadcasts)."""
 
     def __init__(
         self,
@@ -78,9 +79,11 @@ class Listener:
         max_backoff_s: float = 5.0,
         application_name: str = "hearth-listener",
         wake_channels: dict[str, Callable[[], None]] | None = None,
+        payload_channels: dict[str, Callable[[str], None]] | None = None,
     ) -> None:
         self._url = url
         self._wake_channels = wake_channels or {}
+        self._payload_channels = payload_channels or {}
         self._application_name = application_name
         self._on_notify = on_notify
         self._on_connect = on_connect
@@ -108,6 +111,8 @@ class Listener:
                 await self._conn.add_listener(CHANNEL, self._callback)
                 for channel, wake in self._wake_channels.items():
                     await self._conn.add_listener(channel, lambda *_args, wake=wake: wake())
+                for channel, take in self._payload_channels.items():
+                    await self._conn.add_listener(channel, lambda *args, take=take: take(args[3]))
                 self.connected = True
                 self._metrics.listener_up.set(1)
                 if self.connects:

@@ -123,6 +123,11 @@ class Subscriber:
         elif len(self._out) == 1:
             self._wake.set()  # the writer waits only on an empty queue
 
+    @property
+    def queued(self) -> int:
+        """Frames waiting for the writer."""
+        return len(self._out)
+
     def close(self, code: int, reason: str = "") -> None:
         """Close after the frames already queued are sent."""
         if self.close_code is None:

@@ -14,6 +14,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import WebSocketRoute
 
 from app import demo, edge, http, livekit, logs, matching, pairing
+from app.broadcast import CHANNEL as BROADCAST_CHANNEL
+from app.broadcast import Broadcasts, channel_key
 from app.config import Settings
 from app.db import Database
 from app.errors import HearthError
@@ -76,6 +78,7 @@ async def _running(
     """The lifespan: the pool, the hub and its listener, heartbeats, and every background loop."""
     db = await Database.open(settings.database_url.reveal(), metrics)
     hub = Hub(_frames(db), metrics)
+    broadcasts = Broadcasts(db, channel_key(settings.secret.reveal()), metrics)
     matchmaking = matching.Matchmaking(db, grace_s=settings.livekit_grace_s)
     wake_channels = {"hearth_match": matchmaking.wake.set}
     room_worker = _room_worker(settings, db)
@@ -89,6 +92,7 @@ async def _running(
         metrics,
         application_name=f"hearth-listener {settings.instance_id}"[:63],
         wake_channels=wake_channels,
+        payload_channels={BROADCAST_CHANNEL: broadcasts.on_notify},
     )
     interval_s = int((await db.heartbeat_interval_s()) or 30)
     heartbeats = Heartbeats(db.touch, metrics, flush_s=heartbeat_flush_s, keepalive_s=interval_s / 2)
@@ -96,12 +100,13 @@ async def _running(
     await rate_limits.refresh()
     loops = Supervisor(metrics)
     app.state.hearth = AppState(
-        settings, metrics, db, hub, listener, heartbeats, interval_s, loops, rate_limits
+        settings, metrics, db, hub, listener, heartbeats, interval_s, loops, rate_limits, broadcasts
     )
     loops.start("listener", listener.run)
     loops.start("dispatcher", hub.run)
     loops.start("heartbeats", heartbeats.run)
     loops.start("rate-limits", rate_limits.run)
+    loops.start("broadcasts", broadcasts.run)
     loops.start("matcher", matchmaking.match_loop)
     loops.start("match-reaper", matchmaking.reap_loop)
     if room_worker is not None:

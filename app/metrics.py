@@ -69,5 +69,24 @@ class Metrics:
             "hearth_ws_slow_consumer_closes_total", "Websockets closed for not keeping up", registry=r
         )
 
+        self.broadcasts = Counter(
+            "hearth_broadcasts_total", "Broadcast frames this instance's clients sent", registry=r
+        )
+        self.broadcasts_delivered = Counter(
+            "hearth_broadcasts_delivered_total", "Broadcast frames queued to websocket clients", registry=r
+        )
+        self.broadcasts_dropped = Counter(
+            "hearth_broadcasts_dropped_total",
+            "Broadcast frames not sent on or not delivered, by reason (rate, backlog, queue, database)",
+            ["reason"],
+            registry=r,
+        )
+        self.broadcast_rejected = Counter(
+            "hearth_broadcast_rejected_total",
+            "Broadcast channel notifications dropped unread, by reason (mac, malformed, stale, replay)",
+            ["reason"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

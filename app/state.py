@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.broadcast import Broadcasts
 from app.config import Settings
 from app.db import Database
 from app.events import Listener
@@ -25,3 +26,4 @@ class AppState:
     heartbeat_interval_s: int
     loops: Supervisor
     rate_limits: RateLimits
+    broadcasts: Broadcasts

@@ -40,6 +40,7 @@ def _parse_after(value: str | None, name: str = "after") -> int | None:
 class _Limits:
     def __init__(self, limits: RateLimits) -> None:
         self.frames = limits.frames()
+        self.broadcasts = limits.broadcasts()
         self.bad: list[float] = []
 
     def bad_frame(self) -> bool:
@@ -118,7 +119,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
                     await _open_identity_stream(state, sub, claims, after, presence)
                 else:
                     await _open_session_stream(state, sub, claims, (after, after_identity), presence)
-                await _run(websocket, state, sub, writer, claims.participant_id)
+                await _run(websocket, state, sub, writer, claims)
             except HearthError as exc:
                 sub.close(exc.close_code, exc.message)
             except WebSocketDisconnect:
@@ -186,6 +187,8 @@ async def _open_session_stream(
         raise HearthError("HT404", "participant is no longer in the session; join again")
     recovered = session_point.recovered and identity_point.recovered
     sub.push(json.dumps(_session_welcome(state, claims, snapshot, identity_point.head, recovered)))
+    state.broadcasts.add(session, sub)
+    presence.callback(state.broadcasts.remove, session, sub)
     state.heartbeats.connected(participant_id)
     presence.callback(state.heartbeats.disconnected, participant_id)
     # Without after, live from the snapshot the presence list was read at.
@@ -215,12 +218,12 @@ async def _run(
     state: AppState,
     sub: Subscriber,
     writer: asyncio.Task[None],
-    participant_id: uuid.UUID | None,
+    claims: tokens.Claims,
 ) -> None:
     """Whichever ends first ends the connection: the client went away, or the writer closed it (or gave
     up on a peer that stopped reading)."""
     state.metrics.connections.inc()
-    reader = asyncio.create_task(_read_loop(websocket, state, sub, participant_id))
+    reader = asyncio.create_task(_read_loop(websocket, state, sub, claims.session_id, claims.participant_id))
     try:
         done, _ = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
         if reader in done:
@@ -231,7 +234,11 @@ async def _run(
 
 
 async def _read_loop(
-    websocket: WebSocket, state: AppState, sub: Subscriber, participant_id: uuid.UUID | None
+    websocket: WebSocket,
+    state: AppState,
+    sub: Subscriber,
+    session_id: uuid.UUID | None,
+    participant_id: uuid.UUID | None,
 ) -> None:
     limits = _Limits(state.rate_limits)
     while sub.close_code is None:
@@ -240,12 +247,15 @@ async def _read_loop(
             return
         if participant_id is not None:
             state.heartbeats.activity(participant_id)
-        if not limits.frames.take():
-            sub.close(4429, "too many frames")
-            return
         ref: str | None = None
         try:
             frame = _parse_frame(message.get("text"))
+            if frame["type"] == "broadcast":
+                _broadcast(state, limits, session_id, participant_id, frame)
+                continue
+            if not limits.frames.take():
+                sub.close(4429, "too many frames")
+                return
             ref = _ref(frame)
             reply = await _handle_frame(state, participant_id, frame, ref)
         except db.UNAVAILABLE:
@@ -259,6 +269,21 @@ async def _read_loop(
             continue
         if reply is not None:
             sub.push(reply)
+
+
+def _broadcast(
+    state: AppState,
+    limits: _Limits,
+    session_id: uuid.UUID | None,
+    participant_id: uuid.UUID | None,
+    frame: dict[str, Any],
+) -> None:
+    if session_id is None or participant_id is None:
+        raise HearthError("HT403", "an identity token cannot broadcast to a session; join it first")
+    if not limits.broadcasts.take():
+        state.metrics.broadcasts_dropped.labels("rate").inc()
+        raise HearthError("HT429", "too many broadcasts: this one was dropped")
+    state.broadcasts.send(str(session_id), str(participant_id), frame)
 
 
 def _parse_frame(text: str | None) -> dict[str, Any]:

@@ -212,6 +212,11 @@ CASES: list[tuple[str, list[Any]]] = [
     ("SELECT * FROM hearth.resume_streams(ARRAY[$1::uuid], ARRAY[-1::bigint])", [":session"]),
     ("SELECT * FROM hearth.resume_streams(ARRAY[NULL::uuid], ARRAY[0::bigint])", []),
     ("SELECT * FROM hearth.resume_streams(ARRAY[$1::uuid], ARRAY[0::bigint])", [UNKNOWN]),
+    # broadcast
+    ("SELECT hearth.broadcast(NULL)", []),
+    ("SELECT hearth.broadcast('{}'::text[])", []),
+    ("SELECT hearth.broadcast(ARRAY[NULL::text])", []),
+    ("SELECT hearth.broadcast(ARRAY[repeat('x', 8000)])", []),
     # get_setting
     ("SELECT hearth.get_setting(NULL)", []),
     ("SELECT hearth.get_setting('')", []),

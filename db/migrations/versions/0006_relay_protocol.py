@@ -1,4 +1,4 @@
-"""relay protocol: honest resume (resume_streams), frame rate limits as settings
+"""relay protocol: honest resume (resume_streams), frame rate limits as settings, broadcast
 
 Revision ID: 0006
 Revises: 0005
