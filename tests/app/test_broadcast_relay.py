@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.app.harness import Api, Instance, Ws
+from tests.app.test_forged_events import _login
 
 pytestmark = pytest.mark.usefixtures("no_server_tracebacks")
 
@@ -175,10 +176,19 @@ async def test_a_forged_notify_on_the_broadcast_channel_reaches_no_client(
 ) -> None:
     session_id, [(ann_pid, ann), (_, bob)] = await _room(api_a, "ann", "bob")
     ws_ann, ws_bob = await _open(pair[0], ann), await _open(pair[1], bob)
-    # A real payload, captured by a listener that holds Hearth's grants (LISTEN needs none).
-    spy = await asyncpg.connect(app_db)
+    # A real payload, captured by a login that holds hearth_app's grants (LISTEN needs none), which then
+    # forges: it may call hearth.broadcast, as the app does, but it has no MAC key.
+    async with _login(sql, app_db, "hearth_app") as forger_url:
+        await _forge(pair, session_id, ann_pid, ws_ann, ws_bob, forger_url)
+    await ws_ann.close()
+    await ws_bob.close()
+
+
+async def _forge(
+    pair: list[Instance], session_id: str, ann_pid: str, ws_ann: Ws, ws_bob: Ws, forger_url: str
+) -> None:
+    spy = await asyncpg.connect(forger_url)
     captured: asyncio.Queue[str] = asyncio.Queue()
-    await spy.execute("SET ROLE hearth_app")
     await spy.add_listener("hearth_broadcast", lambda *args: captured.put_nowait(args[3]))
     await ws_ann.send({"type": "broadcast", "body": {"n": "real"}})
     real = await asyncio.wait_for(captured.get(), 5)
@@ -195,7 +205,6 @@ async def test_a_forged_notify_on_the_broadcast_channel_reaches_no_client(
     forged_mac = header[:3] + "A" * 22 + header[25:]  # the real header, another MAC
     tampered = real.replace('"real"', '"forged"')  # the real MAC, another body
     forgeries = ["forged", f"{forged_mac}\n{line}", tampered]
-    await spy.execute("SET ROLE hearth_app")
     for payload in forgeries:
         await spy.execute("SELECT pg_notify('hearth_broadcast', $1)", payload)
     await spy.fetchval("SELECT hearth.broadcast($1)", [f"{forged_mac}\n{line}"])
@@ -213,5 +222,3 @@ async def test_a_forged_notify_on_the_broadcast_channel_reaches_no_client(
     assert after["malformed"] - before["malformed"] == 1
     assert after["mac"] - before["mac"] == 3
     assert after["replay"] - before["replay"] == 1
-    await ws_ann.close()
-    await ws_bob.close()
