@@ -64,26 +64,27 @@ def parse_doorbell(payload: str) -> tuple[str, int] | None:
 
 
 class Listener:
-    """Keeps `LISTEN hearth_events` up; hands each payload to `on_notify`, each (re)connect to
-    `on_connect`. `wake_channels` are further channels whose notifications only wake a loop;
-    `payload_channels` further channels whose payloads go to their callback (broadcasts)."""
+    """Keeps `LISTEN <channel>` (hearth_events) up; hands each payload to `on_notify`, each (re)connect
+    to `on_connect`. `wake_channels` are further channels whose notifications only wake a loop. With
+    `metrics` None (the broadcast channel's listener), it does not speak for `hearth_listener_up`."""
 
     def __init__(
         self,
         url: str,
         on_notify: Callable[[str], None],
         on_connect: Callable[[], None],
-        metrics: Metrics,
+        metrics: Metrics | None,
         *,
+        channel: str = CHANNEL,
         keepalive_s: float = 2.0,
         max_backoff_s: float = 5.0,
         application_name: str = "hearth-listener",
         wake_channels: dict[str, Callable[[], None]] | None = None,
-        payload_channels: dict[str, Callable[[str], None]] | None = None,
     ) -> None:
         self._url = url
+        self._channel = channel
+        self._label = "listener" if channel == CHANNEL else f"{channel} listener"  # in log lines
         self._wake_channels = wake_channels or {}
-        self._payload_channels = payload_channels or {}
         self._application_name = application_name
         self._on_notify = on_notify
         self._on_connect = on_connect
@@ -108,16 +109,16 @@ class Listener:
                     self._url, timeout=5, server_settings={"application_name": self._application_name}
                 )
                 self._conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
-                await self._conn.add_listener(CHANNEL, self._callback)
+                await self._conn.add_listener(self._channel, self._callback)
                 for channel, wake in self._wake_channels.items():
                     await self._conn.add_listener(channel, lambda *_args, wake=wake: wake())
-                for channel, take in self._payload_channels.items():
-                    await self._conn.add_listener(channel, lambda *args, take=take: take(args[3]))
                 self.connected = True
-                self._metrics.listener_up.set(1)
+                if self._metrics is not None:
+                    self._metrics.listener_up.set(1)
                 if self.connects:
-                    self._metrics.listener_reconnects.inc()
-                    log.warning("listener reconnected")
+                    if self._metrics is not None:
+                        self._metrics.listener_reconnects.inc()
+                    log.warning("%s reconnected", self._label)
                 self.connects += 1
                 self._on_connect()
                 backoff = 0.1
@@ -127,10 +128,11 @@ class Listener:
                         await asyncio.wait_for(lost.wait(), self._keepalive_s)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 if not self._stopping.is_set():
-                    log.warning("listener connection lost: %s", exc)
+                    log.warning("%s connection lost: %s", self._label, exc)
             finally:
                 self.connected = False
-                self._metrics.listener_up.set(0)
+                if self._metrics is not None:
+                    self._metrics.listener_up.set(0)
                 await self._close_conn()
             if self._stopping.is_set():
                 break

@@ -92,7 +92,16 @@ async def _running(
         metrics,
         application_name=f"hearth-listener {settings.instance_id}"[:63],
         wake_channels=wake_channels,
-        payload_channels={BROADCAST_CHANNEL: broadcasts.on_notify},
+    )
+    # Broadcasts have a LISTEN connection of their own: a flood of them never delays a doorbell, nor
+    # trips the events listener's keepalive (the reply would queue behind megabytes of payloads).
+    broadcast_listener = Listener(
+        settings.database_url.reveal(),
+        broadcasts.on_notify,
+        lambda: None,
+        None,
+        channel=BROADCAST_CHANNEL,
+        application_name=f"hearth-broadcast-listener {settings.instance_id}"[:63],
     )
     interval_s = int((await db.heartbeat_interval_s()) or 30)
     heartbeats = Heartbeats(db.touch, metrics, flush_s=heartbeat_flush_s, keepalive_s=interval_s / 2)
@@ -107,6 +116,7 @@ async def _running(
     loops.start("heartbeats", heartbeats.run)
     loops.start("rate-limits", rate_limits.run)
     loops.start("broadcasts", broadcasts.run)
+    loops.start("broadcast-listener", broadcast_listener.run)
     loops.start("matcher", matchmaking.match_loop)
     loops.start("match-reaper", matchmaking.reap_loop)
     if room_worker is not None:

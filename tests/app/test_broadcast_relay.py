@@ -17,9 +17,10 @@ from tests.app.test_forged_events import _login
 
 pytestmark = pytest.mark.usefixtures("no_server_tracebacks")
 
+# Each instance listens twice: hearth_events (hearth-listener ...), hearth_broadcast (hearth-broadcast-...).
 LISTENERS = (
     "SELECT count(*) FROM pg_stat_activity "
-    "WHERE application_name LIKE 'hearth-listener%' AND datname = current_database()"
+    "WHERE application_name ~ '^hearth-(broadcast-)?listener ' AND datname = current_database()"
 )
 
 
@@ -148,11 +149,11 @@ async def test_broadcasts_flow_again_after_the_listeners_reconnect(
     await _until_broadcasts(ws_bob, 1)
     killed = await sql.fetchval(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-        "WHERE application_name LIKE 'hearth-listener%' AND datname = current_database()"
+        "WHERE application_name ~ '^hearth-(broadcast-)?listener ' AND datname = current_database()"
     )
-    assert killed == 2
+    assert killed == 4
     for _ in range(500):
-        if await sql.fetchval(LISTENERS) == 2:
+        if await sql.fetchval(LISTENERS) == 4:
             break
         await asyncio.sleep(0.02)
     # Once both listen again, later broadcasts flow (those sent meanwhile may be lost).
