@@ -32,7 +32,7 @@ import secrets
 import time
 from typing import Any
 
-from app.db import Database
+from app.db import UNAVAILABLE, Database
 from app.errors import HearthError
 from app.hub import Subscriber
 from app.metrics import Metrics
@@ -138,7 +138,7 @@ class Broadcasts:
                 try:
                     await self._db.broadcast(batch)
                     self._failing = False
-                except Exception as exc:
+                except UNAVAILABLE as exc:  # anything else escapes to the supervisor
                     unsent = sum(payload.count("\n") for payload in payloads[start:])
                     self._metrics.broadcasts_dropped.labels("database").inc(unsent)
                     if not self._failing:

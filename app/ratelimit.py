@@ -8,8 +8,8 @@
 `RateLimits` holds the instance's current values: read once at start, then every `refresh_s` (5 s;
 `HEARTH_SETTINGS_REFRESH_S`): a change by `hearth.set_setting` reaches every instance within that time,
 for one small query per instance per period. While the database is unreachable the last values stay
-in force. Each socket's buckets read the current rate at every refill, so a change applies to open
-sockets too.
+in force (anything else escapes to the loop's supervisor, app.loops). Each socket's buckets read the
+current rate at every refill, so a change applies to open sockets too.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from app.db import Database
+from app.db import UNAVAILABLE, Database
 
 log = logging.getLogger("hearth.ratelimit")
 
@@ -51,7 +51,7 @@ class RateLimits:
             try:
                 await self.refresh()
                 self._failing = False
-            except Exception as exc:
+            except UNAVAILABLE as exc:
                 if not self._failing:  # once per outage, not every period
                     log.warning("could not read the rate limits, keeping the last ones: %s", exc)
                 self._failing = True

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -159,6 +160,7 @@ async def running(app_db: str, double: LiveKitDouble) -> AsyncIterator[tuple[Sta
         livekit_reconcile_s=0.2,
         maintenance="on",
         maintenance_scale=1 / 60,
+        settings_refresh_s=0.2,
     )
     app = create_app(settings, heartbeat_flush_s=0.1)
     async with app.router.lifespan_context(app):
@@ -185,6 +187,7 @@ async def test_each_loop_comes_back_after_raising(
 ) -> None:
     _, state = running
     maintenance = state.loops.loops["maintenance"].run.__self__
+    broadcast_listener = state.loops.loops["broadcast-listener"].run.__self__
     # loop: (the object it calls, the method that will raise, what makes the loop call it soon)
     faults: dict[str, tuple[Any, str, Callable[[], Awaitable[None]] | None]] = {
         "listener": (state.listener, "_on_connect", lambda: _terminate(app_db, "hearth-listener%")),
@@ -195,6 +198,13 @@ async def test_each_loop_comes_back_after_raising(
         "livekit-rooms": (state.db, "claim_livekit_jobs", None),
         "livekit-reconciler": (state.db, "reconcile_livekit_rooms", None),
         "maintenance": (maintenance, "_wanted", lambda: _terminate(app_db, "hearth-maintenance")),
+        "rate-limits": (state.db, "rate_limits", None),
+        "broadcasts": (state.db, "broadcast", lambda: _broadcast_twice(state)),
+        "broadcast-listener": (
+            broadcast_listener,
+            "_on_connect",
+            lambda: _terminate(app_db, "hearth-broadcast-listener%"),
+        ),
     }
     assert set(faults) == set(state.loops.loops)
     for name, (owner, method, poke) in faults.items():
@@ -209,6 +219,13 @@ async def test_each_loop_comes_back_after_raising(
     assert all(loop.up and loop.crashes == 1 for loop in state.loops.loops.values())
     text = state.metrics.render().decode()
     assert all(f'hearth_loop_up{{loop="{name}"}} 1.0' in text for name in faults)
+
+
+async def _broadcast_twice(state: AppState) -> None:
+    """The sender calls the database only with something to send: once to fail, once after its restart."""
+    for _ in range(2):
+        state.broadcasts.send(str(uuid.uuid4()), str(uuid.uuid4()), {"type": "broadcast", "body": {}})
+        await asyncio.sleep(0.5)
 
 
 def _async(action: Callable[[], None]) -> Callable[[], Awaitable[None]]:
