@@ -108,6 +108,7 @@ async function run(senders, runKind, rate, seconds, pad) {
   const timers = [];
   await new Promise((resolve) => {
     let running = senders.length;
+    if (running === 0) setTimeout(resolve, seconds * 1000); // receivers only (an odd sender count split over two)
     senders.forEach((ws, i) => {
       const start = setTimeout(() => {
         let due = now();
