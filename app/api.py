@@ -4,11 +4,12 @@ checked, tokens to hand out. Route modules import these; none imports another's.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import uuid
 from typing import TypeVar
 
 from pydantic import ValidationError
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse
 
 from app import jsonin, shapes, tokens
@@ -19,7 +20,7 @@ MAX_BODY = 64 * 1024
 Shape = TypeVar("Shape", bound=shapes.Request)
 
 
-def state_of(request: Request) -> AppState:
+def state_of(request: HTTPConnection) -> AppState:
     state: AppState = request.app.state.hearth
     return state
 
@@ -104,5 +105,33 @@ def joined(
     return shapes.Joined(session_id=session_id, participant_id=participant_id, token=token)
 
 
-def client_address(request: Request) -> str | None:
-    return request.client.host if request.client else None
+def client_address(conn: HTTPConnection) -> str | None:
+    """The client's address (SPEC section 5): the peer's, unless the peer is a trusted proxy
+    (HEARTH_TRUSTED_PROXIES); then X-Forwarded-For is read from the right, trusted proxies skipped, and the
+    first address that is not one is the client. Everything left of it could be written by the client, so
+    is never believed. uvicorn's own forwarded-header handling is off (app.main), so the peer is the
+    socket's. None when there is no peer address (a Unix socket)."""
+    peer = conn.client.host if conn.client else None
+    trusted = state_of(conn).settings.trusted_proxies
+    if peer is None or not _is_trusted(peer, trusted):
+        return peer
+    hops = [hop.strip() for header in conn.headers.getlist("x-forwarded-for") for hop in header.split(",")]
+    for hop in reversed(hops):
+        if not _is_trusted(hop, trusted):
+            return _valid_address(hop) or peer
+    return hops[0] if hops and _valid_address(hops[0]) else peer
+
+
+def _valid_address(text: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def _is_trusted(address: str, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in trusted)

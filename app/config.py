@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Mapping
@@ -62,6 +63,8 @@ class Settings:
     ws_max_buffered_bytes: int = 1024 * 1024
     ws_close_timeout_s: float = 5.0
     ws_pings_per_s: float = 10.0
+    # Peers whose X-Forwarded-For is believed (app.api.client_address).
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -96,6 +99,7 @@ class Settings:
             ),
             ws_close_timeout_s=_number(env, "HEARTH_WS_CLOSE_TIMEOUT_S", cls.ws_close_timeout_s, 0.1),
             ws_pings_per_s=_number(env, "HEARTH_WS_PINGS_PER_S", cls.ws_pings_per_s, 0.1),
+            trusted_proxies=_networks(env, "HEARTH_TRUSTED_PROXIES"),
         )
 
 
@@ -112,6 +116,19 @@ def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -
         kind = "a whole number" if isinstance(default, int) else "a number"
         raise SystemExit(f"hearth: {name} must be {kind} of at least {minimum} (got {text!r})")
     return value
+
+
+def _networks(env: Mapping[str, str], name: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated CIDRs (a bare address is a /32 or /128); a clear exit otherwise."""
+    networks = []
+    for part in env.get(name, "").split(","):
+        if part.strip():
+            try:
+                networks.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                message = f"hearth: {name} must be comma-separated CIDRs (got {part.strip()!r})"
+                raise SystemExit(message) from None
+    return tuple(networks)
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

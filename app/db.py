@@ -130,6 +130,12 @@ class Database:
         identity_id: uuid.UUID = await self._value("create_identity", display_name)
         return identity_id
 
+    async def create_anonymous_identity(self, client_key: str | None, display_name: str | None) -> uuid.UUID:
+        """An anonymous identity, counted against identity_rate_limit for `client_key` (HT429 with
+        retry_after_s past it)."""
+        identity_id: uuid.UUID = await self._value("create_anonymous_identity", client_key, display_name)
+        return identity_id
+
     async def create_session(
         self,
         *,
@@ -138,9 +144,13 @@ class Database:
         idle_timeout: timedelta | None,
         ttl: timedelta | None,
         metadata: dict[str, Any],
+        created_by: uuid.UUID,
     ) -> asyncpg.Record:
-        """A room: (session_id, code, expires_at)."""
-        return await self._row("create_session", "room", name, max_participants, idle_timeout, ttl, metadata)
+        """A room `created_by` an identity (counted against max_open_sessions_per_identity):
+        (session_id, code, expires_at)."""
+        return await self._row(
+            "create_session", "room", name, max_participants, idle_timeout, ttl, metadata, created_by
+        )
 
     async def session_state(self, session_id: uuid.UUID) -> dict[str, Any]:
         state: dict[str, Any] = await self._value("session_state", session_id)
@@ -170,6 +180,9 @@ class Database:
     ) -> list[asyncpg.Record]:
         """Per stream, in order: (head, resume_after, recovered) for the client's last seq or None."""
         return await self._rows("resume_streams", list(stream_ids), list(after))
+    async def setting_integer(self, key: str) -> int:
+        value: str = await self._value("get_setting", key)
+        return int(value)
 
     async def heartbeat_interval_s(self) -> float | None:
         sql = "SELECT extract(epoch FROM hearth.get_setting($1)::interval)::float8"

@@ -23,10 +23,13 @@ HTTP_ONLY: dict[str, int] = {"HT405": 405, "HT413": 413, "HT503": 503}
 class HearthError(Exception):
     """An error a client may see: an HT code and a message."""
 
-    def __init__(self, code: str, message: str, *, http_status: int | None = None) -> None:
+    def __init__(
+        self, code: str, message: str, *, http_status: int | None = None, retry_after_s: int | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after_s = retry_after_s  # a rate limit's answer: HTTP's Retry-After
         self.http_status = http_status or STATUS.get(code, (HTTP_ONLY.get(code, 500), 1011))[0]
 
     @property
@@ -40,6 +43,9 @@ class HearthError(Exception):
 def from_postgres(exc: asyncpg.PostgresError) -> HearthError | None:
     """The client-facing error for a database error of class HT, or None for anything else."""
     code = getattr(exc, "sqlstate", None)
-    if code in STATUS:
-        return HearthError(code, getattr(exc, "message", None) or str(exc))
-    return None
+    if code not in STATUS:
+        return None
+    # A rate limit says in its DETAIL how many seconds to wait (a quota's HT429 has no DETAIL).
+    detail = getattr(exc, "detail", None)
+    retry = int(detail) if code == "HT429" and isinstance(detail, str) and detail.isdigit() else None
+    return HearthError(code, getattr(exc, "message", None) or str(exc), retry_after_s=retry)

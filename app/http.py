@@ -12,6 +12,7 @@ from app import openapi, shapes, tokens
 from app.api import (
     answer,
     claims_of,
+    client_address,
     is_admin,
     issue,
     joined,
@@ -27,13 +28,14 @@ from app.openapi import ApiRoute, Operation
 
 async def create_identity(request: Request) -> Response:
     body = await read_body(request, shapes.NewIdentity)
-    identity_id = await state_of(request).db.create_identity(body.display_name)
+    client = client_address(request)
+    identity_id = await state_of(request).db.create_anonymous_identity(client, body.display_name)
     token = issue(request, tokens.Claims(identity_id))
     return answer(shapes.IdentityCreated(identity_id=identity_id, token=token), 201)
 
 
 async def create_session(request: Request) -> Response:
-    claims_of(request)
+    claims = claims_of(request)
     body = await read_body(request, shapes.NewSession)
     row = await state_of(request).db.create_session(
         name=body.name,
@@ -41,6 +43,7 @@ async def create_session(request: Request) -> Response:
         idle_timeout=None if body.idle_timeout_s is None else timedelta(seconds=body.idle_timeout_s),
         ttl=None if body.ttl_s is None else timedelta(seconds=body.ttl_s),
         metadata=body.metadata or {},
+        created_by=claims.identity_id,
     )
     return answer(shapes.SessionCreated(**row), 201)
 
@@ -111,14 +114,23 @@ routes = [
         "/v1/identities",
         create_identity,
         "POST",
-        Operation("Create an anonymous identity", {201: shapes.IdentityCreated}, "none", shapes.NewIdentity),
+        Operation(
+            "Create an anonymous identity",
+            {201: shapes.IdentityCreated},
+            "none",
+            shapes.NewIdentity,
+            errors=(429,),
+        ),
     ),
     ApiRoute(
         "/v1/sessions",
         create_session,
         "POST",
         Operation(
-            "Create a session (a room)", {201: shapes.SessionCreated}, body=shapes.NewSession, errors=(409,)
+            "Create a session (a room)",
+            {201: shapes.SessionCreated},
+            body=shapes.NewSession,
+            errors=(409, 429),
         ),
     ),
     ApiRoute(

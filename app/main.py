@@ -23,6 +23,7 @@ from app.events import Event, Listener
 from app.heartbeat import Heartbeats
 from app.hub import PAGE as EVENTS_PAGE
 from app.hub import FetchFrames, Hub
+from app.limits import SocketLimit
 from app.livekit import RoomWorker
 from app.loops import Supervisor
 from app.maintenance import Maintenance
@@ -108,8 +109,9 @@ async def _running(
     rate_limits = RateLimits(db, refresh_s=settings.settings_refresh_s)
     await rate_limits.refresh()
     loops = Supervisor(metrics)
+    sockets = SocketLimit(db.setting_integer)
     app.state.hearth = AppState(
-        settings, metrics, db, hub, listener, heartbeats, interval_s, loops, rate_limits, broadcasts
+        settings, metrics, db, hub, listener, heartbeats, interval_s, loops, rate_limits, broadcasts, sockets
     )
     loops.start("listener", listener.run)
     loops.start("dispatcher", hub.run)
@@ -163,7 +165,8 @@ def _room_worker(settings: Settings, db: Database) -> RoomWorker | None:
 
 async def _hearth_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HearthError)
-    return JSONResponse(exc.body(), status_code=exc.http_status)
+    headers = None if exc.retry_after_s is None else {"Retry-After": str(exc.retry_after_s)}
+    return JSONResponse(exc.body(), status_code=exc.http_status, headers=headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -202,6 +205,9 @@ def uvicorn_config(app: Any, settings: Settings) -> dict[str, Any]:
         "ws_ping_timeout": 60.0,
         "timeout_graceful_shutdown": 10,
         "lifespan": "on",
+        # The client address is app.api.client_address's alone (HEARTH_TRUSTED_PROXIES): uvicorn would
+        # otherwise believe X-Forwarded-For from any loopback peer.
+        "proxy_headers": False,
         "log_level": settings.log_level,
         "access_log": False,
     }

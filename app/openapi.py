@@ -75,7 +75,7 @@ ERRORS = {
     409: "Conflicts with the current state.",
     410: "Gone: expired or ended.",
     413: "The request body is larger than 64 KiB.",
-    429: "Too many attempts or too many open sessions.",
+    429: "Rate limited (with Retry-After: the seconds to wait), or too many open sessions (without).",
     503: "Not available on this server, or not ready.",
 }
 

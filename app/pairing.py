@@ -285,7 +285,7 @@ routes = [
             "Register a display: a pairing code",
             {201: shapes.DisplayRegistered},
             body=shapes.NewDisplay,
-            errors=(404,),
+            errors=(404, 429),
         ),
     ),
     ApiRoute(

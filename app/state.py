@@ -10,6 +10,7 @@ from app.db import Database
 from app.events import Listener
 from app.heartbeat import Heartbeats
 from app.hub import Hub
+from app.limits import SocketLimit
 from app.loops import Supervisor
 from app.metrics import Metrics
 from app.ratelimit import RateLimits
@@ -27,3 +28,4 @@ class AppState:
     loops: Supervisor
     rate_limits: RateLimits
     broadcasts: Broadcasts
+    sockets: SocketLimit

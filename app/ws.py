@@ -103,12 +103,14 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         after_identity = _parse_after(websocket.query_params.get("after_identity"), "after_identity")
         if after_identity is not None and claims.session_id is None:
             raise HearthError("HT400", "after_identity is for session tokens; an identity token uses after")
+        socket_slot = await state.sockets.slot(claims.identity_id)  # max_sockets_per_identity: 4429
     except HearthError as exc:
         await websocket.close(exc.close_code, exc.message)
         return
     pid = str(claims.participant_id) if claims.participant_id else None
     watch = (OWN_STREAM_EVENTS, _watch_own_stream(pid)) if pid else ((), None)
     async with (
+        socket_slot,
         state.hub.subscribe(pid, watch=watch[0], on_event=watch[1]) as sub,
         _writing(websocket, sub) as writer,
     ):

@@ -100,7 +100,10 @@ INSERT INTO hearth_data.settings (key, value, value_type, description) VALUES
     ('archive_retention',     '30 days',    'interval', 'archived session summaries older than this are deleted'),
     ('archive_messages',      'false',      'boolean',  'a session''s archive also keeps its messages (message and app.* events)'),
     ('frame_rate_limit',      '50',         'integer',  'durable frames (message, signal) per second per socket, bursts of 4x (4429 past it)'),
-    ('broadcast_rate_limit',  '120',        'integer',  'broadcast frames per second per socket, bursts of 2x (dropped past it)');
+    ('broadcast_rate_limit',  '120',        'integer',  'broadcast frames per second per socket, bursts of 2x (dropped past it)'),
+    ('identity_rate_limit',   '30',         'integer',  'identities one client address may create per minute'),
+    ('max_open_sessions_per_identity', '20', 'integer', 'open rooms one identity created plus displays it registered'),
+    ('max_sockets_per_identity', '10',      'integer',  'websockets one identity may hold at once on one instance');
 
 CREATE TABLE hearth_data.identities (
     identity_id      uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -146,12 +149,18 @@ CREATE TABLE hearth_data.sessions (
     last_event_at    timestamptz,
     -- Events of type message and app.* so far, kept as they are emitted (emit_event), so the archive
     -- counts them whatever was pruned or deleted with an identity. event_seq counts every event.
-    message_count    bigint NOT NULL DEFAULT 0
+    message_count    bigint NOT NULL DEFAULT 0,
+    -- The identity that created it over HTTP (create_session's p_created_by), for
+    -- max_open_sessions_per_identity. No foreign key: an identity's cleanup leaves its sessions alone.
+    created_by       uuid
 ) WITH (fillfactor = 80);
 
 -- Codes are unique among open sessions only; a closed session's code may be reused.
 CREATE UNIQUE INDEX sessions_open_code_key
     ON hearth_data.sessions (code) WHERE status IN ('waiting', 'active');
+-- create_session: an identity's open sessions, for max_open_sessions_per_identity.
+CREATE INDEX sessions_open_created_by_idx
+    ON hearth_data.sessions (created_by) WHERE created_by IS NOT NULL AND status IN ('waiting', 'active');
 -- expire_sessions and check_session_expiry: open sessions by their next deadline.
 CREATE INDEX sessions_open_due_idx
     ON hearth_data.sessions (due_at) WHERE status IN ('waiting', 'active');
@@ -216,6 +225,14 @@ CREATE TABLE hearth_data.pairing_failures (
 );
 CREATE INDEX pairing_failures_key_idx ON hearth_data.pairing_failures (client_key, failed_at);
 CREATE INDEX pairing_failures_failed_at_idx ON hearth_data.pairing_failures (failed_at);
+
+-- Anonymous identities created per client key in the last minute, for identity_rate_limit.
+CREATE TABLE hearth_data.identity_creations (
+    client_key text NOT NULL,
+    created_at timestamptz NOT NULL
+);
+CREATE INDEX identity_creations_key_idx ON hearth_data.identity_creations (client_key, created_at);
+CREATE INDEX identity_creations_created_at_idx ON hearth_data.identity_creations (created_at);
 
 -- 1:1 matches: the match session, its two identities, its LiveKit room and what LiveKit's webhooks said
 -- of each side.

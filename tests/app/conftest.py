@@ -14,11 +14,24 @@ import pytest
 from tests.app.harness import Api, Instance
 from tests.pg import PgServer
 
+# The app tests create many identities, sessions and sockets from one address and identity: their
+# databases raise the limits (SPEC section 2) far out of the way; the tests of the limits use a clone with
+# the defaults (`raise_limits=False`).
+RAISED_LIMITS = {
+    "identity_rate_limit": "100000",
+    "max_open_sessions_per_identity": "100000",
+    "max_sockets_per_identity": "100000",
+}
 
-def clone_database(pg: PgServer, template: str) -> str:
+
+def clone_database(pg: PgServer, template: str, *, raise_limits: bool = True) -> str:
     name = f"hearth_app_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(pg.url("postgres"), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    if raise_limits:
+        with psycopg.connect(pg.url(name), autocommit=True) as conn:
+            for key, value in RAISED_LIMITS.items():
+                conn.execute("SELECT hearth.set_setting(%s, %s)", (key, value))
     return pg.url(name)
 
 

@@ -444,7 +444,8 @@ async def test_metrics(api: Api) -> None:
     assert r.headers["content-type"].startswith("text/plain")
     text = r.text
     assert re.search(r"^hearth_ws_connections \d", text, re.M), text[:2000]
-    assert re.search(r'^hearth_db_call_seconds_count\{function="create_identity"\} [1-9]', text, re.M)
+    call_count = r'^hearth_db_call_seconds_count\{function="create_anonymous_identity"\} [1-9]'
+    assert re.search(call_count, text, re.M)
     assert "# TYPE hearth_db_call_seconds histogram" in text
     assert re.search(r"^hearth_listener_up 1\.0$", text, re.M)
 

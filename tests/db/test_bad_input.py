@@ -67,6 +67,11 @@ CASES: list[tuple[str, list[Any]]] = [
     ("SELECT hearth.create_identity($1)", ["x" * 101]),
     ("SELECT hearth.create_identity(NULL, $1)", [""]),
     ("SELECT hearth.create_identity(NULL, $1)", ["x" * 201]),
+    # create_anonymous_identity
+    ("SELECT hearth.create_anonymous_identity($1)", ["x" * 201]),
+    ("SELECT hearth.create_anonymous_identity('10.0.0.1', $1)", [""]),
+    ("SELECT hearth.create_anonymous_identity('10.0.0.1', $1)", ["x" * 101]),
+    ("SELECT hearth.create_anonymous_identity('10.0.0.1', NULL, 'infinity')", []),
     # create_session
     ("SELECT * FROM hearth.create_session(NULL)", []),
     ("SELECT * FROM hearth.create_session('lobby')", []),

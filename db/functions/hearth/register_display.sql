@@ -1,6 +1,8 @@
 -- register_display: a waiting display: a pairing session (status waiting, two places) whose code is
 -- valid for p_ttl (default: the pairing_ttl setting) unless paired, with the display already its
--- participant (role display). HT400 bad arguments, HT404 no such identity.
+-- participant (role display). The display counts against the identity's max_open_sessions_per_identity
+-- while it waits or is paired (create_session's p_created_by). HT400 bad arguments, HT404 no such identity,
+-- HT429 past that limit.
 CREATE OR REPLACE FUNCTION hearth.register_display(
     p_identity_id uuid,
     p_ttl interval DEFAULT NULL
@@ -22,7 +24,8 @@ BEGIN
     END IF;
     SELECT * INTO v_session
       FROM hearth.create_session('pairing', NULL, 2, NULL,
-                                 COALESCE(p_ttl, hearth_data.setting_interval('pairing_ttl')));
+                                 COALESCE(p_ttl, hearth_data.setting_interval('pairing_ttl')), '{}',
+                                 p_identity_id);
     RETURN QUERY
     SELECT v_session.session_id, v_session.code,
            hearth_data.join_participant(v_session.session_id, p_identity_id, 'display', now()),
