@@ -6,6 +6,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import uuid
+from datetime import datetime
 from typing import TypeVar
 
 from pydantic import ValidationError
@@ -97,11 +98,17 @@ def issue(request: Request, claims: tokens.Claims) -> str:
     return tokens.issue(state_of(request).settings.secret.reveal(), claims)
 
 
+def issue_until(request: Request, claims: tokens.Claims) -> tuple[str, datetime]:
+    """A token and when it expires."""
+    return tokens.issue_until(state_of(request).settings.secret.reveal(), claims)
+
+
 def joined(
-    request: Request, identity_id: uuid.UUID, session_id: uuid.UUID, participant_id: uuid.UUID
+    request: Request, claims: tokens.Claims, session_id: uuid.UUID, participant_id: uuid.UUID
 ) -> shapes.Joined:
-    """What both join routes (and pairing) answer: the session, the participant, its session token."""
-    token = issue(request, tokens.Claims(identity_id, session_id, participant_id))
+    """What both join routes (and pairing) answer: the session, the participant, its session token
+    (for the caller's identity, under its token's cap)."""
+    token = issue(request, claims.for_session(session_id, participant_id))
     return shapes.Joined(session_id=session_id, participant_id=participant_id, token=token)
 
 

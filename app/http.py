@@ -15,6 +15,7 @@ from app.api import (
     client_address,
     is_admin,
     issue,
+    issue_until,
     joined,
     path_uuid,
     read_body,
@@ -30,8 +31,26 @@ async def create_identity(request: Request) -> Response:
     body = await read_body(request, shapes.NewIdentity)
     client = client_address(request)
     identity_id = await state_of(request).db.create_anonymous_identity(client, body.display_name)
-    token = issue(request, tokens.Claims(identity_id))
-    return answer(shapes.IdentityCreated(identity_id=identity_id, token=token), 201)
+    token, expires_at = issue_until(request, tokens.Claims(identity_id))
+    return answer(shapes.IdentityCreated(identity_id=identity_id, token=token, expires_at=expires_at), 201)
+
+
+async def refresh_token(request: Request) -> Response:
+    """A fresh token with the same claims (and cap) while the old one is valid: an identity that is still
+    there; a participant still present in a session that is not over."""
+    claims = claims_of(request)
+    await read_body(request, shapes.Empty)
+    db = state_of(request).db
+    if claims.session_id is None:
+        await db.identity_state(claims.identity_id)  # HT404 once the identity is gone
+    else:
+        snapshot = await db.session_state(claims.session_id)
+        if snapshot["expired"]:
+            raise HearthError("HT410", "session is expired or ended")
+        if all(p["participant_id"] != str(claims.participant_id) for p in snapshot["participants"]):
+            raise HearthError("HT404", "participant is no longer in the session; join again")
+    token, expires_at = issue_until(request, claims)
+    return answer(shapes.TokenRefreshed(token=token, expires_at=expires_at))
 
 
 async def create_session(request: Request) -> Response:
@@ -59,7 +78,7 @@ async def join_session(request: Request) -> Response:
     claims = claims_of(request)
     body = await read_body(request, shapes.JoinSession)
     participant_id = await state_of(request).db.join_session(session_id, claims.identity_id, body.role)
-    return answer(joined(request, claims.identity_id, session_id, participant_id))
+    return answer(joined(request, claims, session_id, participant_id))
 
 
 async def leave_session(request: Request) -> Response:
@@ -162,6 +181,17 @@ routes = [
             {200: shapes.SessionHistory},
             "identity_or_admin",
             errors=(403, 404),
+        ),
+    ),
+    ApiRoute(
+        "/v1/tokens/refresh",
+        refresh_token,
+        "POST",
+        Operation(
+            "A fresh token with the same claims (identity or session token)",
+            {200: shapes.TokenRefreshed},
+            body=shapes.Empty,
+            errors=(404, 410),
         ),
     ),
     ApiRoute("/v1/stats", stats, "GET", Operation("Session statistics", {200: shapes.Stats}, "admin")),

@@ -73,7 +73,7 @@ async def register_display(request: Request) -> Response:
     body = await read_body(request, shapes.NewDisplay)
     ttl = None if body.ttl_s is None else timedelta(seconds=body.ttl_s)
     row = await state_of(request).db.register_display(claims.identity_id, ttl)
-    token = issue(request, tokens.Claims(claims.identity_id, row["session_id"], row["participant_id"]))
+    token = issue(request, claims.for_session(row["session_id"], row["participant_id"]))
     return answer(shapes.DisplayRegistered(**row, token=token), 201)
 
 
@@ -83,7 +83,7 @@ async def pair(request: Request) -> Response:
     client_key = client_address(request)
     async with _attempts.hold(client_key):
         row = await state_of(request).db.pair_controller(body.code, claims.identity_id, client_key)
-    return answer(joined(request, claims.identity_id, row["session_id"], row["participant_id"]))
+    return answer(joined(request, claims, row["session_id"], row["participant_id"]))
 
 
 async def join_by_code(request: Request) -> Response:
@@ -93,7 +93,7 @@ async def join_by_code(request: Request) -> Response:
     client_key = client_address(request)
     async with _attempts.hold(client_key):
         row = await state_of(request).db.join_by_code(body.code, claims.identity_id, client_key)
-    return answer(joined(request, claims.identity_id, row["session_id"], row["participant_id"]))
+    return answer(joined(request, claims, row["session_id"], row["participant_id"]))
 
 
 class _Outcome:

@@ -98,6 +98,12 @@ class Empty(Request):
 class IdentityCreated(Answer):
     identity_id: uuid.UUID
     token: Token
+    expires_at: Timestamp
+
+
+class TokenRefreshed(Answer):
+    token: Token = Field(description="The same claims as the token refreshed; never past that token's cap.")
+    expires_at: Timestamp
 
 
 class SessionCreated(Answer):

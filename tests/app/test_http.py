@@ -79,7 +79,7 @@ async def test_create_identity_returns_a_usable_identity_token(api: Api) -> None
     r = await api.http.post("/v1/identities", json={"display_name": "ann"})
     assert r.status_code == 201
     body = r.json()
-    assert set(body) == {"identity_id", "token"}
+    assert set(body) == {"identity_id", "token", "expires_at"}  # SPEC section 5
     claims = tokens.verify(SECRET, body["token"])
     assert claims == tokens.Claims(uuid.UUID(body["identity_id"]))
     assert not claims.is_session

@@ -129,6 +129,8 @@ async def test_real_answers_validate_against_it(
         joined = await http.post(f"/v1/sessions/{sid}/join", json={"role": "host"}, headers=me)
         session = bearer(c.check("/v1/sessions/{session_id}/join", joined).json()["token"])
         c.check("/v1/sessions/{session_id}", await http.get(f"/v1/sessions/{sid}", headers=me))
+        refreshed = await http.post("/v1/tokens/refresh", headers=session)
+        session = bearer(c.check("/v1/tokens/refresh", refreshed).json()["token"])
         lk = await http.get(f"/v1/sessions/{sid}/livekit-token", headers=session)
         c.check("/v1/sessions/{session_id}/livekit-token", lk)
         await _displays(c, http, me)

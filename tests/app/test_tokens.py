@@ -234,3 +234,30 @@ def test_pid_without_sid_is_an_identity_token() -> None:
 def test_unknown_claims_are_ignored() -> None:
     token = sign({"sub": SUB, "exp": FUTURE, "role": "admin"})
     assert tokens.verify(SECRET, token) == Claims(IDENTITY)
+
+
+def test_a_cap_bounds_the_token_and_everything_derived_from_it() -> None:
+    cap = int(NOW) + 600
+    identity = tokens.issue(SECRET, Claims(IDENTITY, cap=cap), now=NOW)
+    assert payload(identity)["exp"] == cap
+    assert payload(identity)["cap"] == cap
+    claims = tokens.verify(SECRET, tokens.issue(SECRET, Claims(IDENTITY, cap=int(time.time()) + 600)))
+    session = claims.for_session(SESSION, PARTICIPANT)
+    assert session == Claims(IDENTITY, SESSION, PARTICIPANT, claims.cap)
+    token, expires_at = tokens.issue_until(SECRET, session, now=NOW)
+    assert (
+        payload(token)["exp"]
+        == int(expires_at.timestamp())
+        == min(int(NOW) + tokens.SESSION_TTL_S, session.cap or 0)
+    )
+
+
+def test_without_a_cap_the_lifetime_is_the_default() -> None:
+    token, expires_at = tokens.issue_until(SECRET, Claims(IDENTITY), now=NOW)
+    assert "cap" not in payload(token)
+    assert int(expires_at.timestamp()) == int(NOW) + tokens.IDENTITY_TTL_S
+
+
+def test_a_cap_that_is_not_a_whole_number_is_refused() -> None:
+    forged = jwt.encode({"sub": str(IDENTITY), "exp": int(time.time()) + 60, "cap": "soon"}, SECRET, "HS256")
+    rejected(SECRET, forged)
