@@ -55,12 +55,17 @@ def answer(shape: shapes.Answer, status: int = 200) -> JSONResponse:
     return JSONResponse(shape.json_body(), status_code=status)
 
 
+def bearer_token(request: Request) -> str | None:
+    """The `Authorization: Bearer` token, if the request has one."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
 def claims_of(request: Request, *, session: bool = False) -> tokens.Claims:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(request)
+    if token is None:
         raise HearthError("HT401", "missing bearer token")
-    claims = tokens.verify(state_of(request).settings.secret.reveal(), token.strip())
+    claims = tokens.verify(state_of(request).settings.secret.reveal(), token)
     if session and not claims.is_session:
         raise HearthError("HT401", "this needs a session token (from joining the session)")
     return claims

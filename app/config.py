@@ -63,6 +63,12 @@ class Settings:
     ws_max_buffered_bytes: int = 1024 * 1024
     ws_close_timeout_s: float = 5.0
     ws_pings_per_s: float = 10.0
+    # The app's own JWTs (app.appauth): HS256 with a shared secret, or RS256/ES256 from a JWKS (path or URL).
+    auth_secret: Secret = field(default_factory=lambda: Secret(""))
+    auth_jwks: str = ""
+    auth_issuer: str = ""
+    auth_audience: str = ""
+    anonymous: bool = True
     # Peers whose X-Forwarded-For is believed (app.api.client_address).
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
@@ -99,6 +105,11 @@ class Settings:
             ),
             ws_close_timeout_s=_number(env, "HEARTH_WS_CLOSE_TIMEOUT_S", cls.ws_close_timeout_s, 0.1),
             ws_pings_per_s=_number(env, "HEARTH_WS_PINGS_PER_S", cls.ws_pings_per_s, 0.1),
+            auth_secret=Secret(env.get("HEARTH_AUTH_SECRET", "")),
+            auth_jwks=env.get("HEARTH_AUTH_JWKS", "").strip(),
+            auth_issuer=env.get("HEARTH_AUTH_ISSUER", "").strip(),
+            auth_audience=env.get("HEARTH_AUTH_AUDIENCE", "").strip(),
+            anonymous=_choice(env, "HEARTH_ANONYMOUS", ("on", "off")) == "on",
             trusted_proxies=_networks(env, "HEARTH_TRUSTED_PROXIES"),
         )
 

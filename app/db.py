@@ -130,6 +130,11 @@ class Database:
         identity_id: uuid.UUID = await self._value("create_identity", display_name)
         return identity_id
 
+    async def identity_for_user(self, external_id: str, display_name: str | None) -> tuple[uuid.UUID, bool]:
+        """An app user's identity, and whether it was created now."""
+        row = await self._row("identity_for_user", external_id, display_name)
+        return row["identity_id"], row["created"]
+
     async def create_anonymous_identity(self, client_key: str | None, display_name: str | None) -> uuid.UUID:
         """An anonymous identity, counted against identity_rate_limit for `client_key` (HT429 with
         retry_after_s past it)."""

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from app import openapi, shapes, tokens
 from app.api import (
     answer,
+    bearer_token,
     claims_of,
     client_address,
     is_admin,
@@ -28,11 +29,25 @@ from app.openapi import ApiRoute, Operation
 
 
 async def create_identity(request: Request) -> Response:
+    """An app's user (its own JWT in Authorization, when the server accepts them): that user's identity,
+    201 when new, 200 when it existed, its token capped at the app token's expiry. Otherwise an anonymous
+    identity, counted against identity_rate_limit for the client's address (403 with HEARTH_ANONYMOUS=off)."""
+    state = state_of(request)
     body = await read_body(request, shapes.NewIdentity)
-    client = client_address(request)
-    identity_id = await state_of(request).db.create_anonymous_identity(client, body.display_name)
-    token, expires_at = issue_until(request, tokens.Claims(identity_id))
-    return answer(shapes.IdentityCreated(identity_id=identity_id, token=token, expires_at=expires_at), 201)
+    app_token = bearer_token(request) if state.app_auth.enabled else None
+    if app_token is not None:
+        user = await state.app_auth.verify(app_token)
+        display_name = body.display_name or user.name
+        identity_id, created = await state.db.identity_for_user(user.external_id, display_name)
+        claims = tokens.Claims(identity_id, cap=user.expires_at)
+    elif not state.settings.anonymous:
+        raise HearthError("HT403", "this server creates identities only for the app's users (its own token)")
+    else:
+        identity_id = await state.db.create_anonymous_identity(client_address(request), body.display_name)
+        created, claims = True, tokens.Claims(identity_id)
+    token, expires_at = issue_until(request, claims)
+    created_shape = shapes.IdentityCreated(identity_id=identity_id, token=token, expires_at=expires_at)
+    return answer(created_shape, 201 if created else 200)
 
 
 async def refresh_token(request: Request) -> Response:
@@ -134,11 +149,11 @@ routes = [
         create_identity,
         "POST",
         Operation(
-            "Create an anonymous identity",
-            {201: shapes.IdentityCreated},
-            "none",
+            "Create an anonymous identity, or with the app's own JWT answer its user's identity",
+            {201: shapes.IdentityCreated, 200: shapes.IdentityCreated},
+            "app",
             shapes.NewIdentity,
-            errors=(429,),
+            errors=(401, 403, 429, 503),
         ),
     ),
     ApiRoute(

@@ -14,6 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import WebSocketRoute
 
 from app import demo, edge, http, livekit, logs, matching, pairing
+from app.appauth import AppAuth
 from app.broadcast import CHANNEL as BROADCAST_CHANNEL
 from app.broadcast import Broadcasts, channel_key
 from app.config import Settings
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
         )
     if not settings.database_url:
         raise SystemExit("hearth: set HEARTH_DATABASE_URL")
+    if settings.auth_secret and len(settings.auth_secret.reveal().encode()) < MIN_SECRET_BYTES:
+        raise SystemExit(f"hearth: HEARTH_AUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes (HS256)")
 
     metrics = Metrics()
 
@@ -110,8 +113,9 @@ async def _running(
     await rate_limits.refresh()
     loops = Supervisor(metrics)
     sockets = SocketLimit(db.setting_integer)
+    app_auth = AppAuth(settings)
     app.state.hearth = AppState(
-        settings, metrics, db, hub, listener, heartbeats, interval_s, loops, rate_limits, broadcasts, sockets
+        settings, metrics, db, hub, listener, heartbeats, interval_s, loops, rate_limits, broadcasts, sockets, app_auth
     )
     loops.start("listener", listener.run)
     loops.start("dispatcher", hub.run)

@@ -29,10 +29,11 @@ class Stream:
 
 
 Answer = type[shapes.Answer] | Stream | str
-Auth = Literal["none", "identity", "session", "display", "admin", "identity_or_admin", "livekit"]
+Auth = Literal["none", "app", "identity", "session", "display", "admin", "identity_or_admin", "livekit"]
 REF = "#/components/schemas/{model}"
 SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
     "none": [],
+    "app": [{}, {"appToken": []}],
     "identity": [{"identityToken": []}],
     "session": [{"sessionToken": []}],
     "display": [{"sessionToken": []}, {"sessionTokenQuery": []}],
@@ -41,6 +42,13 @@ SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
     "livekit": [{"livekitSignature": []}],
 }
 SECURITY_SCHEMES = {
+    "appToken": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "The app's own JWT for one of its users (HEARTH_AUTH_SECRET or HEARTH_AUTH_JWKS): "
+        "optional, and only where the server is configured for it.",
+    },
     "identityToken": {
         "type": "http",
         "scheme": "bearer",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.appauth import AppAuth
 from app.broadcast import Broadcasts
 from app.config import Settings
 from app.db import Database
@@ -29,3 +30,4 @@ class AppState:
     rate_limits: RateLimits
     broadcasts: Broadcasts
     sockets: SocketLimit
+    app_auth: AppAuth

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import jsonschema
 import psycopg
+import jwt
 import pytest
 import requests
 import schemathesis
@@ -41,11 +42,14 @@ from app.main import create_app
 from tests.app.conftest import start_instances
 from tests.app.harness import ADMIN_TOKEN, SECRET, Instance, bearer
 
+APP_SECRET = "the-app-signs-its-users-tokens-with-this-0123456789"
 LIVEKIT = {
     "LIVEKIT_URL": "http://127.0.0.1:9",  # never called: tokens are signed locally, no match gets a room
     "LIVEKIT_API_KEY": "devkey",
     "LIVEKIT_API_SECRET": "devsecret-for-hearth-tests-0123456789abcdef",
     "HEARTH_LIVEKIT_RECONCILE_S": "3600",
+    # The app's own tokens are accepted too (POST /v1/identities), so their path is generated against.
+    "HEARTH_AUTH_SECRET": APP_SECRET,
 }
 EXAMPLES = 50  # hypothesis examples per operation (its explicit and coverage phases add some)
 
@@ -264,6 +268,7 @@ def credentials(served: Instance, app_db: str) -> dict[str, Any]:
         "member": members[1],
         "display": (display["session_id"], display["token"]),
         "archived": archived,
+        "app": jwt.encode({"sub": "app-user-1", "exp": int(time.time()) + 3600}, APP_SECRET, "HS256"),
     }
 
 
@@ -316,6 +321,8 @@ def authorize(case: Any, doc: dict[str, Any], credentials: dict[str, Any]) -> No
         scoped = credentials["room"] if well_formed and uuid.UUID(session_id).int % 2 == 0 else None
     elif "adminToken" in schemes:
         token = ADMIN_TOKEN
+    elif "appToken" in schemes and len(repr(case.body)) % 2:  # an app's user half the time, else anonymous
+        token = credentials["app"]
     if token is not None:
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
     if scoped is not None and well_formed:

@@ -72,6 +72,11 @@ CASES: list[tuple[str, list[Any]]] = [
     ("SELECT hearth.create_anonymous_identity('10.0.0.1', $1)", [""]),
     ("SELECT hearth.create_anonymous_identity('10.0.0.1', $1)", ["x" * 101]),
     ("SELECT hearth.create_anonymous_identity('10.0.0.1', NULL, 'infinity')", []),
+    # identity_for_user
+    ("SELECT * FROM hearth.identity_for_user(NULL)", []),
+    ("SELECT * FROM hearth.identity_for_user($1)", [""]),
+    ("SELECT * FROM hearth.identity_for_user($1)", ["x" * 201]),
+    ("SELECT * FROM hearth.identity_for_user('user-1', $1)", [""]),
     # create_session
     ("SELECT * FROM hearth.create_session(NULL)", []),
     ("SELECT * FROM hearth.create_session('lobby')", []),

@@ -206,3 +206,14 @@ async def test_cleanup_skips_identities_in_a_busy_session(
         assert await db.fetchval(CLEANUP, t0 + minutes(31)) == 0
     assert await _exists(admin, ghost)
     assert await db.fetchval(CLEANUP, t0 + minutes(31)) == 1
+
+
+async def test_identity_for_user_creates_once_and_says_so(db: asyncpg.Connection) -> None:
+    first = await db.fetchrow("SELECT * FROM hearth.identity_for_user('app-user-7', 'Ann')")
+    again = await db.fetchrow("SELECT * FROM hearth.identity_for_user('app-user-7')")
+    renamed = await db.fetchrow("SELECT * FROM hearth.identity_for_user('app-user-7', 'Ann B.')")
+    assert first is not None and again is not None and renamed is not None
+    assert (first["created"], again["created"], renamed["created"]) == (True, False, False)
+    assert first["identity_id"] == again["identity_id"] == renamed["identity_id"]
+    # The same user as create_identity's external id.
+    assert await db.fetchval("SELECT hearth.create_identity(NULL, 'app-user-7')") == first["identity_id"]

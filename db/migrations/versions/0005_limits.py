@@ -1,4 +1,4 @@
-"""limits: identity_rate_limit, max_open_sessions_per_identity, max_sockets_per_identity
+"""limits: identity_rate_limit, max_open_sessions_per_identity, max_sockets_per_identity; app users
 
 Revision ID: 0005
 Revises: 0004
