@@ -475,7 +475,9 @@ async def test_eleventh_attempt_after_ten_failures_is_429_even_with_a_valid_code
             assert (await pair_code(guesser, token, code)).status_code == status
         # Counted against the client's address (as the app sees it), each of them.
         assert await failures(superuser, "127.0.0.2") == 10
-        assert_error(await pair_code(guesser, token, valid["code"]), 429, "HT429")
+        limited = await pair_code(guesser, token, valid["code"])
+        assert_error(limited, 429, "HT429")
+        assert 1 <= int(limited.headers["retry-after"]) <= 600  # until the first failure is 10 minutes old
         assert_error(await pair_code(guesser, await controller_token(guesser), valid["code"]), 429, "HT429")
         assert await failures(superuser, "127.0.0.2") == 10, "a 429 is not counted again"
         # Through the other instance, from the same address: limited too (the count is in the database).

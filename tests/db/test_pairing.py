@@ -532,9 +532,13 @@ async def test_ten_failures_give_ht429_even_for_a_valid_code(
         await pair(db, await unused_code(admin), key="203.0.113.8", now=t0 + seconds(31))
     async with raises_sqlstate("HT404"):
         await pair(db, await unused_code(admin), key=None, now=t0 + seconds(31))
-    # Still limited a second before the first failure is ten minutes old ...
-    async with raises_sqlstate("HT429"):
+    # Still limited a second before the first failure is ten minutes old, and told so (Retry-After) ...
+    async with raises_sqlstate("HT429") as info:
         await pair(db, display["code"], key="203.0.113.7", now=t0 + minutes(10) - seconds(1))
+    assert info.value.detail == "1"
+    async with raises_sqlstate("HT429") as info:
+        await pair(db, display["code"], key="203.0.113.7", now=t0 + seconds(31))
+    assert info.value.detail == str(10 * 60 - 31)
     # ... and free again ten minutes after the first failure (nine left in the window).
     paired = await pair(db, display["code"], key="203.0.113.7", now=t0 + minutes(10))
     assert paired["session_id"] == display["session_id"]

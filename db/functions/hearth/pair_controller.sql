@@ -29,12 +29,7 @@ BEGIN
     PERFORM hearth_data.require(p_client_key IS NULL OR length(p_client_key) <= 200,
                                 'p_client_key must be at most 200 characters');
     PERFORM hearth_data.require(isfinite(p_now), 'p_now must be a finite time');
-    IF p_client_key IS NOT NULL AND (
-        SELECT count(*) FROM hearth_data.pairing_failures f
-         WHERE f.client_key = p_client_key AND f.failed_at > p_now - interval '10 minutes'
-    ) >= hearth_data.setting_integer('pairing_max_failures') THEN
-        RAISE EXCEPTION 'too many failed codes; try again later' USING ERRCODE = 'HT429';
-    END IF;
+    PERFORM hearth_data.check_code_attempts(p_client_key, p_now);
     PERFORM hearth_data.require(v_code ~ '^[2-9A-HJKMNP-Z]{6}$',
                                 'a code is 6 characters from 2-9 and A-Z, never 0, O, 1, I or L');
 
