@@ -1,4 +1,4 @@
-"""What limits an anonymous caller (revision 0006), with the default settings: identities per client key
+"""What limits an anonymous caller (revision 0008), with the default settings: identities per client key
 per minute (create_anonymous_identity), open sessions and waiting displays per identity (create_session's
 p_created_by, register_display). Both hold under concurrent calls from separate connections."""
 

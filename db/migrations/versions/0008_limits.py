@@ -1,7 +1,7 @@
 """limits: identity_rate_limit, max_open_sessions_per_identity, max_sockets_per_identity; app users
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-01
 """
 
@@ -9,13 +9,13 @@ from alembic import op
 
 from app import sqlfiles
 
-revision = "0006"
-down_revision = "0005"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
 # The SQL this revision runs is frozen in the folder beside it (app.sqlfiles).
-REVISION = "0006_limits"
+REVISION = "0008_limits"
 
 
 def upgrade() -> None:

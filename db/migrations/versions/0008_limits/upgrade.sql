@@ -1,4 +1,4 @@
--- Hearth 0006, run as hearth_owner before the functions are (re)loaded: what limits an anonymous caller.
+-- Hearth 0008, run as hearth_owner before the functions are (re)loaded: what limits an anonymous caller.
 -- The settings of the limits, the creator of a session (max_open_sessions_per_identity), the identities
 -- created per client key (identity_rate_limit). create_session gains p_created_by: a new signature, so the
 -- old one is dropped (register_display and create_match, its callers, are reloaded with it).

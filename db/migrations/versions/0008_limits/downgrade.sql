@@ -1,4 +1,4 @@
--- Hearth 0006 undone (before the previous function texts are reloaded).
+-- Hearth 0008 undone (before the previous function texts are reloaded).
 DROP FUNCTION hearth.create_anonymous_identity(text, text, timestamptz);
 DROP FUNCTION hearth.identity_for_user(text, text);
 DROP FUNCTION hearth_data.check_code_attempts(text, timestamptz);
