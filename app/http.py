@@ -15,7 +15,6 @@ from app.api import (
     claims_of,
     client_address,
     is_admin,
-    issue,
     issue_until,
     joined,
     path_uuid,

@@ -115,7 +115,8 @@ async def _running(
     sockets = SocketLimit(db.setting_integer)
     app_auth = AppAuth(settings)
     app.state.hearth = AppState(
-        settings, metrics, db, hub, listener, heartbeats, interval_s, loops, rate_limits, broadcasts, sockets, app_auth
+        settings, metrics, db, hub, listener, heartbeats, interval_s, loops, rate_limits, broadcasts, sockets,
+        app_auth,
     )
     loops.start("listener", listener.run)
     loops.start("dispatcher", hub.run)

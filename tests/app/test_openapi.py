@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 import jsonschema
-import psycopg
 import jwt
+import psycopg
 import pytest
 import requests
 import schemathesis
