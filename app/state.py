@@ -14,6 +14,7 @@ from app.hub import Hub
 from app.limits import SocketLimit
 from app.loops import Supervisor
 from app.metrics import Metrics
+from app.postbatch import PostBatcher
 from app.ratelimit import RateLimits
 
 
@@ -31,3 +32,4 @@ class AppState:
     broadcasts: Broadcasts
     sockets: SocketLimit
     app_auth: AppAuth
+    posts: PostBatcher
