@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { HearthError } from "../hearth-client.js";
-import { client, next, startServers, until } from "./helpers.mjs";
+import { fileURLToPath } from "node:url";
+import { client, next, runNode, startServers, until } from "./helpers.mjs";
 
 let servers;
 before(async () => {
@@ -170,7 +171,6 @@ test("the server serves this very module at /v1/hearth-client.js", async () => {
 });
 
 test("no timer or socket is left after close(): node exits by itself", async () => {
-  const { spawn } = await import("node:child_process");
   const script = `
     import { WebSocket } from "ws";
     import { Hearth } from ${JSON.stringify(new URL("../hearth-client.js", import.meta.url).href)};
@@ -189,24 +189,12 @@ test("no timer or socket is left after close(): node exits by itself", async () 
     session.close();
     console.log("closed");
   `;
-  const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
-    cwd: new URL("..", import.meta.url),
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  let out = "";
-  child.stdout.on("data", (chunk) => (out += chunk));
   const started = Date.now();
-  const code = await new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      resolve("still running after 15 s");
-    }, 15000);
-    child.on("exit", (status) => {
-      clearTimeout(timer);
-      resolve(status);
-    });
+  const { status, out, err } = await runNode(["--input-type=module", "-e", script], {
+    cwd: fileURLToPath(new URL("..", import.meta.url)),
+    ms: 15000,
   });
-  assert.equal(code, 0, out);
+  assert.equal(status, 0, out + err);
   assert.deepEqual(out.trim().split("\n"), ["cancelled", "closed"]);
   assert.ok(Date.now() - started < 15000);
 });

@@ -121,3 +121,26 @@ export async function roundRobinProxy(urls) {
       }),
   });
 }
+
+/** Runs node with `args` until it exits by itself: {status, out, err}; status is a message after `ms`. */
+export async function runNode(args, { cwd, ms = 60000, onOutput = () => {} } = {}) {
+  const { spawn } = await import("node:child_process");
+  const child = spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+  const result = { out: "", err: "" };
+  child.stdout.on("data", (chunk) => {
+    result.out += chunk;
+    onOutput(result.out);
+  });
+  child.stderr.on("data", (chunk) => (result.err += chunk));
+  result.status = await new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      resolve(`still running after ${ms} ms`);
+    }, ms);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+  });
+  return result;
+}
