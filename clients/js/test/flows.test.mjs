@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { createHmac } from "node:crypto";
 import { after, before, test } from "node:test";
-import { client, next, startServers, until } from "./helpers.mjs";
+import { FetchEventSource, client, next, startServers, until } from "./helpers.mjs";
 
 const APP_SECRET = "app-secret-for-the-js-client-tests-0123456789";
 let servers;
@@ -51,6 +51,34 @@ test("pairing: the display waits by long-polling (Node has no EventSource), both
   await controller.leave();
   assert.equal((await left).participant_id, controller.participantId);
   assert.equal(controller.state, "closed");
+  screen.close();
+});
+
+test("pairing: a display with an EventSource waits on the event stream", async () => {
+  let opened = 0;
+  class CountingEventSource extends FetchEventSource {
+    constructor(url) {
+      super(url);
+      opened++;
+    }
+  }
+  const polls = [];
+  const fetchSpy = (url, init) => {
+    if (String(url).includes("wait=")) polls.push(url);
+    return fetch(url, init);
+  };
+  const tv = client(servers.url, { EventSource: CountingEventSource, fetch: fetchSpy });
+  const phone = client(servers.url);
+  await tv.createIdentity();
+  await phone.createIdentity();
+  const display = await tv.registerDisplay();
+  const controller = await phone.pair(display.code);
+  const screen = await display.paired;
+  assert.equal(opened, 1);
+  assert.deepEqual(polls, []); // the stream, never the long-poll fallback
+  await screen.ready;
+  await until(() => screen.peer === controller.participantId, 5000, "the display knows the controller");
+  controller.close();
   screen.close();
 });
 

@@ -144,3 +144,53 @@ export async function runNode(args, { cwd, ms = 60000, onOutput = () => {} } = {
   });
   return result;
 }
+
+/** A minimal EventSource over fetch (Node 20 has none), enough for a display's event stream: named
+ * events, `readyState`, `close()`, `onerror` once the stream ends or fails. */
+export class FetchEventSource {
+  constructor(url) {
+    this.readyState = 0;
+    this.onerror = null;
+    this._listeners = new Map();
+    this._abort = new AbortController();
+    this._run(url).catch(() => {
+      if (this.readyState === 2) return;
+      this.readyState = 2;
+      this.onerror?.(new Event("error"));
+    });
+  }
+
+  addEventListener(type, handler) {
+    if (!this._listeners.has(type)) this._listeners.set(type, []);
+    this._listeners.get(type).push(handler);
+  }
+
+  close() {
+    this.readyState = 2;
+    this._abort.abort();
+  }
+
+  async _run(url) {
+    const response = await fetch(url, { signal: this._abort.signal, headers: { Accept: "text/event-stream" } });
+    if (!response.ok) throw new Error(`status ${response.status}`);
+    this.readyState = 1;
+    let buffer = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of response.body) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let type = "message";
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event:")) type = line.slice(6).trim();
+          else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+        }
+        if (data.length) for (const handler of this._listeners.get(type) ?? []) handler({ data: data.join("\n") });
+      }
+    }
+    throw new Error("the stream ended");
+  }
+}
