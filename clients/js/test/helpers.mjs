@@ -72,10 +72,12 @@ export class MemoryStorage {
 }
 
 /** A round-robin TCP proxy in front of servers (URLs), as a load balancer: a connection goes to the next
- * one that accepts it. `cut()` drops every connection; while `refusing`, new ones are dropped at once. */
+ * one that accepts it. `cut()` drops every connection, `freeze()` silences them; while `refusing`, new ones
+ * are dropped at once. */
 export async function roundRobinProxy(urls) {
   let upstreams = urls.map((url) => Number(new URL(url).port));
   const sockets = new Set();
+  const pairs = new Set();
   let turn = 0;
   const proxy = { refusing: false };
   const server = net.createServer((downstream) => {
@@ -92,6 +94,8 @@ export async function roundRobinProxy(urls) {
         sockets.add(upstream);
         upstream.on("close", () => sockets.delete(upstream));
         downstream.pipe(upstream).pipe(downstream);
+        pairs.add([downstream, upstream]);
+        downstream.on("close", () => pairs.forEach((p) => p[0] === downstream && pairs.delete(p)));
         downstream.resume();
         downstream.on("error", () => upstream.destroy());
         upstream.on("close", () => downstream.destroy());
@@ -113,6 +117,16 @@ export async function roundRobinProxy(urls) {
     },
     cut: () => {
       for (const socket of sockets) socket.destroy();
+    },
+    /** Stops forwarding on every open connection without closing it, as a dead network path does. */
+    freeze: () => {
+      for (const [downstream, upstream] of pairs) {
+        downstream.unpipe(upstream);
+        upstream.unpipe(downstream);
+        downstream.pause();
+        upstream.pause();
+      }
+      pairs.clear();
     },
     close: () =>
       new Promise((resolve) => {
