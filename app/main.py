@@ -13,7 +13,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import WebSocketRoute
 
-from app import demo, edge, http, livekit, logs, matching, pairing
+from app import demo, edge, http, livekit, logs, matching, pairing, sdk
 from app.appauth import AppAuth
 from app.broadcast import CHANNEL as BROADCAST_CHANNEL
 from app.broadcast import Broadcasts, channel_key
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
             *matching.routes,
             *livekit.routes,
             *demo.routes,
+            *sdk.routes,
             WebSocketRoute("/v1/ws", websocket_endpoint),
         ],
         lifespan=lambda app: _running(app, settings, metrics, heartbeat_flush_s),
