@@ -14,7 +14,8 @@ are interleaved, so a burst of other work on the machine hits them all alike.
   writers calling hearth.post_message directly (the database without the app).
 - writers: pgbench, N connections, each posting into its own session (`hearth.post_message`), in a stock
   database (`notify`) and in one whose emit_event sends no NOTIFY (`quiet`), each with
-  synchronous_commit on and off (off: commits do not wait for the WAL flush, so the lock shows alone).
+  synchronous_commit on and off (off: commits do not wait for the WAL flush, so the lock shows alone),
+  and stock with 10 events per transaction (`notify x10`: one turn at the lock and one flush for ten).
 - listeners: 8 pgbench writers (stock, notifying) while L connections LISTEN on hearth_events from
   bench/listeners.py (what each extra Hearth instance adds), synchronous_commit on and off.
 """
@@ -133,10 +134,11 @@ async def wal_stats(url: str) -> dict[str, float]:
 
 # --- pgbench ---------------------------------------------------------------------------------------
 
-def pgbench_script() -> Path:
-    path = log_dir() / "post_message.sql"
-    path.write_text("SELECT hearth.post_message(participant_id, '" + BODY + "'::jsonb)"
-                    " FROM bench_writers WHERE n = :client_id;\n")
+def pgbench_script(batch: int = 1) -> Path:
+    """Each transaction: `batch` hearth.post_message calls of pgbench client n's participant."""
+    path = log_dir() / f"post_message_{batch}.sql"
+    path.write_text(f"SELECT count(hearth.post_message(participant_id, '{BODY}'::jsonb))"
+                    f" FROM bench_writers, generate_series(1, {batch}) WHERE n = :client_id;\n")
     return path
 
 
@@ -168,6 +170,7 @@ async def make_quiet(url: str) -> None:
 
 
 async def run_pgbench(cluster: LocalCluster, url: str, writers: int, seconds: float, *, sync_commit: bool,
+                      batch: int = 1,
                       groups: dict[str, list[int]] | None = None, warmup: float = 1.0) -> dict[str, Any]:
     """pgbench for `seconds`; CPU and waits over its middle; its TPS (without connection time)."""
     env = {**os.environ, "PGOPTIONS": f"-c synchronous_commit={'on' if sync_commit else 'off'}"}
@@ -175,7 +178,7 @@ async def run_pgbench(cluster: LocalCluster, url: str, writers: int, seconds: fl
     proc = await asyncio.create_subprocess_exec(
         str(DEFAULT_PG_BIN / "pgbench"), "-n", "-M", "prepared",
         "-c", str(writers), "-j", str(min(writers, 2)),
-        "-T", str(round(seconds + warmup + 0.5)), "-f", str(pgbench_script()), url,
+        "-T", str(round(seconds + warmup + 0.5)), "-f", str(pgbench_script(batch)), url,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
     await asyncio.sleep(warmup)
     meter = SchedCpuMeter({"postgres": cluster_pids(cluster), "pgbench": [proc.pid], **(groups or {})},
@@ -317,14 +320,16 @@ async def bench_instances(cluster: LocalCluster, args: argparse.Namespace) -> di
 
 # --- part 2: N writers with and without NOTIFY --------------------------------------------------------
 
-VARIANTS = {"notify": (True, True), "quiet": (False, True), "notify async": (True, False),
-            "quiet async": (False, False)}
+# variant: (NOTIFY in emit_event, synchronous_commit, events per transaction)
+VARIANTS = {"notify": (True, True, 1), "quiet": (False, True, 1), "notify async": (True, False, 1),
+            "quiet async": (False, False, 1), "notify x10": (True, True, 10)}
 
 
 async def bench_writers(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any]:
     log(f"== 2. commits/s of N pgbench writers (hearth.post_message, one session each), N ="
         f" {','.join(map(str, args.writers))}: stock (notify) vs emit_event without NOTIFY (quiet);"
-        " synchronous_commit on, and off (async)")
+        " synchronous_commit on, and off (async); notify x10: 10 post_message calls per transaction")
+    variants = {v: VARIANTS[v] for v in args.variants}
     urls = {}
     most = max(args.writers)
     for notify in (True, False):
@@ -333,16 +338,18 @@ async def bench_writers(cluster: LocalCluster, args: argparse.Namespace) -> dict
         if not notify:
             await make_quiet(url)
         urls[notify] = url
-    rounds: dict[str, dict[int, list[dict[str, Any]]]] = {v: {n: [] for n in args.writers} for v in VARIANTS}
+    rounds: dict[str, dict[int, list[dict[str, Any]]]] = {v: {n: [] for n in args.writers} for v in variants}
     fsyncs = []
     for r in range(args.rounds):
         fsyncs.append(await fdatasync_rate(cluster))
         log(f"  round {r + 1} pg_test_fsync: fdatasync of one 8 kB write {fsyncs[-1]:,.0f}/s")
         for n in args.writers:
-            for variant, (notify, sync) in VARIANTS.items():
-                res = await run_pgbench(cluster, urls[notify], n, args.seconds, sync_commit=sync)
+            for variant, (notify, sync, batch) in variants.items():
+                res = await run_pgbench(cluster, urls[notify], n, args.seconds, sync_commit=sync, batch=batch)
                 rounds[variant][n].append(res)
-                log(f"  round {r + 1} N={n:<3} {variant:13} {res['tps']:8,.0f} commits/s;"
+                res["events_per_s"] = res["tps"] * batch
+                events = f" = {res['events_per_s']:,.0f} events/s" if batch > 1 else ""
+                log(f"  round {r + 1} N={n:<3} {variant:13} {res['tps']:8,.0f} commits/s{events};"
                     f" CPU-µs/commit postgres {cpu_us(res['cpu'], 'postgres', res['tps']):4.0f},"
                     f" pgbench {cpu_us(res['cpu'], 'pgbench', res['tps']):4.0f};"
                     f" {res['wal_syncs_per_commit']:.2f} WAL syncs/commit; pg background"
@@ -434,9 +441,14 @@ def summary(results: dict[str, Any]) -> None:
                      f" {med(by_n[n], 'wal_syncs_per_commit'):.2f})"
                      for variant, by_n in part.items()]
             log(f"  writers N={n:<3} commits/s (postgres CPU-µs/commit, WAL syncs/commit):"
-                f" {'; '.join(cells)};"
-                f" notify/quiet x{tps_ratio(part['notify'][n], part['quiet'][n]):.2f},"
-                f" async x{tps_ratio(part['notify async'][n], part['quiet async'][n]):.2f}")
+                f" {'; '.join(cells)}")
+            if {"notify", "quiet", "notify async", "quiet async"} <= part.keys():
+                log(f"    notify/quiet x{tps_ratio(part['notify'][n], part['quiet'][n]):.2f},"
+                    f" async x{tps_ratio(part['notify async'][n], part['quiet async'][n]):.2f}")
+            if {"notify", "notify x10"} <= part.keys():
+                batched = med(part["notify x10"][n], "events_per_s")
+                log(f"    notify x10: {batched:,.0f} events/s, x{batched / med(part['notify'][n], 'tps'):.2f}"
+                    " of one event per transaction")
     if "listeners" in results:
         part = results["listeners"]
         zero = next(iter(part["notify"]))
@@ -508,6 +520,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sessions", type=int, default=32, help="sessions of 2 posters each (32)")
     parser.add_argument("--window", type=int, default=4, help="frames awaiting their ack per poster (4)")
     parser.add_argument("--writers", type=ints, default=[1, 2, 4, 8, 16, 32], help="pgbench writers")
+    parser.add_argument("--variants", type=lambda s: s.split(","), default=list(VARIANTS),
+                        help=f"writers' variants ({','.join(VARIANTS)})")
     parser.add_argument("--listeners", type=ints, default=[0, 1, 2, 4, 8, 16, 32],
                         help="listening connections")
     parser.add_argument("--listen-writers", type=int, default=8, help="writers in the listeners part (8)")
