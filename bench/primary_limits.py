@@ -49,6 +49,9 @@ BODY = json.dumps({"ts": 0, "pad": PAD})
 EMIT_NOTIFY = "PERFORM pg_notify('hearth_events', p_stream_id::text || ' ' || v_seq);"
 
 
+PG_GROUPS = ("postgres", "pg background")
+
+
 class SchedCpuMeter(CpuMeter):
     """CpuMeter read from /proc/PID/schedstat (nanoseconds on a CPU) instead of clock ticks: backends
     that run in short bursts between waits were charged close to nothing by tick accounting (utime +
@@ -61,8 +64,10 @@ class SchedCpuMeter(CpuMeter):
         # Backends started during the window count too; PostgreSQL's own processes (autovacuum, WAL
         # writer, checkpointer, pg_cron's launcher) are apart, or their steady hum would be charged to
         # the work when the rate is low.
+        # The sampler's own backend is a group of its own.
         if self.cluster is not None:
-            pids = cluster_pids(self.cluster)
+            apart = {p for name, pids in self.groups.items() for p in pids if name not in PG_GROUPS}
+            pids = [p for p in cluster_pids(self.cluster) if p not in apart]
             self.groups["postgres"] = [p for p in pids if _is_client_backend(p)]
             self.groups["pg background"] = [p for p in pids if not _is_client_backend(p)]
         return super().stop()
@@ -94,8 +99,7 @@ class WaitSampler:
         self.samples = 0
         self._task: asyncio.Task[None] | None = None
 
-    async def _run(self) -> None:
-        conn = await asyncpg.connect(self.url)
+    async def _run(self, conn: asyncpg.Connection) -> None:
         try:
             while True:
                 for row in await conn.fetch(self.SQL):
@@ -105,8 +109,11 @@ class WaitSampler:
         finally:
             await conn.close()
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
+    async def start(self) -> int:
+        """Connects and starts sampling; returns the sampling backend's pid (its CPU is not the work's)."""
+        conn = await asyncpg.connect(self.url)
+        self._task = asyncio.get_running_loop().create_task(self._run(conn))
+        return conn.get_server_pid()
 
     async def stop(self) -> dict[str, float]:
         """Mean number of active backends in each wait state."""
@@ -181,11 +188,10 @@ async def run_pgbench(cluster: LocalCluster, url: str, writers: int, seconds: fl
         "-T", str(round(seconds + warmup + 0.5)), "-f", str(pgbench_script(batch)), url,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
     await asyncio.sleep(warmup)
-    meter = SchedCpuMeter({"postgres": cluster_pids(cluster), "pgbench": [proc.pid], **(groups or {})},
-                          cluster)
     sampler = WaitSampler(cluster.url())
+    meter = SchedCpuMeter({"postgres": [], "pgbench": [proc.pid], "sampler": [await sampler.start()],
+                           **(groups or {})}, cluster)
     meter.start()
-    sampler.start()
     await asyncio.sleep(seconds)
     cpu = meter.stop()
     waits = await sampler.stop()
@@ -266,13 +272,12 @@ async def instances_round(cluster: LocalCluster, url: str, members: list[list[Me
         await posters.ready()
         posters.proc.send("go")
         await asyncio.sleep(1.5)  # warm-up: pools grow to their size, caches fill
-        meter = SchedCpuMeter({"postgres": cluster_pids(cluster), "app": [s.pid for s in servers],
-                          "clients": [posters.proc.pid]}, cluster)
         sampler = WaitSampler(cluster.url())
+        meter = SchedCpuMeter({"postgres": [], "app": [s.pid for s in servers], "clients": [posters.proc.pid],
+                               "sampler": [await sampler.start()]}, cluster)
         s0 = await posters.stats()
         t0 = time.monotonic()
         meter.start()
-        sampler.start()
         await asyncio.sleep(seconds)
         s1 = await posters.stats()
         t1 = time.monotonic()
