@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import re
 import statistics
@@ -185,7 +186,7 @@ async def run_pgbench(cluster: LocalCluster, url: str, writers: int, seconds: fl
     proc = await asyncio.create_subprocess_exec(
         str(DEFAULT_PG_BIN / "pgbench"), "-n", "-M", "prepared",
         "-c", str(writers), "-j", str(min(writers, 2)),
-        "-T", str(round(seconds + warmup + 0.5)), "-f", str(pgbench_script(batch)), url,
+        "-T", str(math.ceil(seconds + warmup) + 2), "-f", str(pgbench_script(batch)), url,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
     await asyncio.sleep(warmup)
     sampler = WaitSampler(cluster.url())
@@ -195,6 +196,8 @@ async def run_pgbench(cluster: LocalCluster, url: str, writers: int, seconds: fl
     await asyncio.sleep(seconds)
     cpu = meter.stop()
     waits = await sampler.stop()
+    if proc.returncode is not None:  # its backends would be gone from the CPU figures
+        raise RuntimeError("pgbench ended inside the measuring window")
     out, _ = await proc.communicate()
     text = out.decode()
     match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", text)
