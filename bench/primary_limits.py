@@ -267,7 +267,7 @@ async def instances_round(cluster: LocalCluster, url: str, members: list[list[Me
             server = hearth_server(url, f"limits-{k}x-{i}-{uuid.uuid4().hex[:4]}")
             stack.push_async_callback(server.stop)
             servers.append(server)
-        await asyncio.gather(*(s.ready() for s in servers))
+        await asyncio.gather(*(s.ready(timeout=120) for s in servers))  # 4 imports on 2 busy cores
         flat = [m for session in members for m in session]
         urls = [f"{servers[i % k].ws_url}?token={m.token()}" for i, m in enumerate(flat)]
         posters = Posters(urls, window)
