@@ -26,6 +26,10 @@ MATCH_JOBS: list[Job] = [
     ("match_waiting", "* * * * *", "SELECT hearth.match_waiting(1000)"),
     ("end_abandoned_matches", "* * * * *", "SELECT hearth.end_abandoned_matches()"),
 ]
+# Revision 0009: the events table's partitions, made ahead of time (prune_events drops them).
+PARTITION_JOBS: list[Job] = [
+    ("create_event_partitions", "* * * * *", "SELECT hearth.create_event_partitions()"),
+]
 # Where the app runs a job itself (app.maintenance, where pg_cron does not run), the command it runs
 # instead, and why. Only one differs: the cleanup job CALLs a procedure that commits after every batch; a
 # procedure that COMMITs cannot be SECURITY DEFINER, so it runs with its caller's rights on hearth_data,
@@ -65,7 +69,7 @@ def period_s(schedule: str) -> float:
 
 def app_schedule() -> list[tuple[str, str, float]]:
     """The jobs as the app runs them where pg_cron does not: (name, command, period in seconds)."""
-    jobs = JOBS + MATCH_JOBS
+    jobs = JOBS + MATCH_JOBS + PARTITION_JOBS
     return [(name, APP_COMMANDS.get(name, command), period_s(schedule)) for name, schedule, command in jobs]
 
 

@@ -120,7 +120,7 @@ def _errors() -> str:
 
 
 def _jobs() -> str:
-    schedule = [*cron.JOBS, *cron.MATCH_JOBS]
+    schedule = [*cron.JOBS, *cron.MATCH_JOBS, *cron.PARTITION_JOBS]
     lines = [
         "## Scheduled jobs",
         "",

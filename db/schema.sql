@@ -103,7 +103,8 @@ INSERT INTO hearth_data.settings (key, value, value_type, description) VALUES
     ('broadcast_rate_limit',  '120',        'integer',  'broadcast frames per second per socket, bursts of 2x (dropped past it)'),
     ('identity_rate_limit',   '30',         'integer',  'identities one client address may create per minute'),
     ('max_open_sessions_per_identity', '20', 'integer', 'open rooms one identity created plus displays it registered'),
-    ('max_sockets_per_identity', '10',      'integer',  'websockets one identity may hold at once on one instance');
+    ('max_sockets_per_identity', '10',      'integer',  'websockets one identity may hold at once on one instance'),
+    ('event_partition_interval', '15 minutes', 'interval', 'the span of each partition of the events table (create_event_partitions)');
 
 CREATE TABLE hearth_data.identities (
     identity_id      uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -201,6 +202,12 @@ CREATE INDEX presence_session_idx ON hearth_data.presence (session_id);
 
 -- Events of session streams (scope 'session') and identity streams (scope 'identity'), keyed by the
 -- stream's id and a per-stream sequence number allocated under the stream row's lock (commit order).
+-- Partitioned by emitted_at: create_event_partitions makes partitions of event_partition_interval ahead of
+-- time (named events_pYYYYMMDD_HHMMSS after their lower bound, UTC), prune_events drops whole ones.
+-- A primary key of a partitioned table must hold the partition key, so it is (stream_id, seq, emitted_at):
+-- (stream_id, seq) stays unique because seq comes from the stream row's counter (event_seq), raised under
+-- that row's lock and never lowered, not because of this index, which is there for reads by (stream_id,
+-- seq) (events_since, event_frames, resume_streams: one index scan per partition, merged in seq order).
 CREATE TABLE hearth_data.events (
     stream_id  uuid NOT NULL,
     seq        bigint NOT NULL,
@@ -210,13 +217,18 @@ CREATE TABLE hearth_data.events (
     -- The time the writer acted at (p_now): the frame's `at`.
     created_at timestamptz NOT NULL,
     -- Taken when the seq is allocated, under the stream row's lock, and never earlier than the stream's
-    -- previous event: it rises with seq in every stream. prune_events deletes by it (and the table will
-    -- be partitioned on it), so pruning only ever cuts a stream's oldest events.
+    -- previous event: it rises with seq in every stream. The partition key: dropping the oldest partition
+    -- only ever cuts a stream's oldest events, never one in the middle.
     emitted_at timestamptz NOT NULL,
-    PRIMARY KEY (stream_id, seq)
-);
+    PRIMARY KEY (stream_id, seq, emitted_at)
+) PARTITION BY RANGE (emitted_at);
 
-CREATE INDEX events_emitted_at_idx ON hearth_data.events (emitted_at);
+-- Where an event goes when no partition covers its emitted_at (create_event_partitions stopped, or
+-- before its first run): nothing is refused. prune_events deletes its old rows (by this index); the next
+-- partition created starts after its newest row. Revision 0009 made the table events was before it this
+-- partition, rows and all.
+CREATE TABLE hearth_data.events_default PARTITION OF hearth_data.events DEFAULT;
+CREATE INDEX events_default_emitted_at_idx ON hearth_data.events_default (emitted_at);
 
 -- Failed pairing code attempts per client key, for rate limiting.
 CREATE TABLE hearth_data.pairing_failures (

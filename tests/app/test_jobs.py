@@ -27,7 +27,7 @@ from tests.app.harness import ROOT, Instance
 from tests.conftest import JOBS_DB
 from tests.pg import PgServer
 
-CRON_JOBS = [name for name, _, _ in [*cron.JOBS, *cron.MATCH_JOBS, cron.TRIM_JOB]]
+CRON_JOBS = [name for name, _, _ in [*cron.JOBS, *cron.MATCH_JOBS, *cron.PARTITION_JOBS, cron.TRIM_JOB]]
 
 
 def hearth(*args: str, url: str | None = None, timeout: float = 60) -> str:

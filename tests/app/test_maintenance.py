@@ -53,7 +53,7 @@ def test_the_app_runs_pg_crons_jobs_on_pg_crons_schedule() -> None:
     """One list of jobs (app.cron): the app's schedule is derived from it, command for command, but where
     app.cron says why one differs."""
     schedule = {name: (command, period) for name, command, period in maintenance.SCHEDULE}
-    jobs = cron.JOBS + cron.MATCH_JOBS
+    jobs = cron.JOBS + cron.MATCH_JOBS + cron.PARTITION_JOBS
     assert set(schedule) == {name for name, _, _ in jobs}
     for name, cron_schedule, command in jobs:
         app_command, period = schedule[name]

@@ -264,3 +264,56 @@ async def _raw_connect(instance: Instance, query: str) -> Any:
     from websockets.asyncio.client import connect
 
     return await connect(instance.ws_url + query, open_timeout=10)
+
+
+async def test_resume_across_a_partition_boundary_and_a_dropped_partition(
+    pair: list[Instance], api_a: Api, sql: asyncpg.Connection
+) -> None:
+    """The events table in partitions of one second: a replay spanning two of them is complete; once the
+    partitions holding the first half are dropped, it is not, and starts at the oldest event kept."""
+    session_id, [ann, bob] = await _room(api_a, "ann", "bob")
+    ws = await Ws.open(pair[0], ann["token"])
+    first = await _welcome(ws)
+    await ws.close()
+    await sql.fetchval("SELECT hearth.set_setting('event_partition_interval', '1 second')")
+    try:
+        assert await sql.fetchval("SELECT hearth.create_event_partitions()") >= 4
+        # The first partition starts after the default partition's newest event (this module's others).
+        lower = await sql.fetchval("SELECT min(lower) FROM hearth_data.event_partitions()")
+        await asyncio.sleep(
+            max(0.0, (lower - await sql.fetchval("SELECT clock_timestamp()")).total_seconds())
+        )
+        posted = [await _post(sql, bob["participant_id"], n) for n in range(3)]
+        where = "SELECT tableoid::regclass::text FROM hearth_data.events WHERE stream_id = $2 AND seq = $1"
+        held = await sql.fetchval(where, posted[-1], session_id)
+        upper = await sql.fetchval(
+            "SELECT upper FROM hearth_data.event_partitions() WHERE partition::text = $1", held
+        )
+        now = await sql.fetchval("SELECT clock_timestamp()")
+        await asyncio.sleep(max(0.0, (upper - now).total_seconds()) + 0.05)
+        posted += [await _post(sql, bob["participant_id"], n) for n in range(3, 6)]
+        assert await sql.fetchval(where, posted[3], session_id) not in (held, "hearth_data.events_default")
+
+        again = await Ws.open(pair[1], ann["token"], after=first["seq"])
+        assert (await _welcome(again))["recovered"] is True
+        assert [e["seq"] for e in await _collect(again, 6)] == posted
+        await again.close()
+
+        # Every partition up to the one holding the third message goes.
+        await sql.fetchval("SELECT hearth.prune_events('1 hour', $1::timestamptz + interval '1 hour')", upper)
+        assert await sql.fetchval(where, posted[2], session_id) is None
+        again = await Ws.open(pair[0], ann["token"], after=first["seq"])
+        assert (await _welcome(again))["recovered"] is False
+        events = await _collect(again, 3)
+        assert [e["seq"] for e in events] == posted[3:]
+        assert [e["body"]["n"] for e in events] == [3, 4, 5]
+        await again.close()
+        again = await Ws.open(pair[1], ann["token"], after=posted[2])
+        assert (await _welcome(again))["recovered"] is True
+        assert [e["seq"] for e in await _collect(again, 3)] == posted[3:]
+        await again.close()
+    finally:
+        # The module's other tests prune at exact times: events go back to the default partition.
+        await sql.fetchval("SELECT hearth.set_setting('event_partition_interval', '15 minutes')")
+        for (name,) in await sql.fetch("SELECT partition::text FROM hearth_data.event_partitions()"):
+            await sql.execute(f"DROP TABLE {name}")

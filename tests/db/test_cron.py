@@ -102,7 +102,7 @@ def test_a_migrator_that_is_not_a_superuser_needs_only_the_documented_grants(cro
             ).fetchall()
         assert owners == [(role,)]
         assert set(_jobs(cron_server, dbname)) == {
-            name for name, _, _ in [*cron.JOBS, *cron.MATCH_JOBS, cron.TRIM_JOB]
+            name for name, _, _ in [*cron.JOBS, *cron.MATCH_JOBS, *cron.PARTITION_JOBS, cron.TRIM_JOB]
         }
         with psycopg.connect(url) as conn:  # the migration revoked CONNECT from PUBLIC: it owns the database
             granted = conn.execute(
