@@ -520,7 +520,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.primary_limits",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="one round of 3 s, fewer sizes (about a minute and a half)")
+                        help="one round of 3 s, fewer sizes (about two minutes)")
     parser.add_argument("--parts", type=lambda s: s.split(","), default=["instances", "writers", "listeners"])
     parser.add_argument("--rounds", type=int, default=2, help="rounds of every kind, interleaved (2)")
     parser.add_argument("--seconds", type=float, default=4.0, help="measuring window of each round (4)")
