@@ -86,9 +86,12 @@ class CpuMeter:
             pids.update(cluster_pids(self.cluster))
         found = {}
         for pid in pids:
-            with contextlib.suppress(OSError):
-                found[pid] = cpu_seconds(pid)
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                found[pid] = self.cpu_seconds(pid)
         return found
+
+    def cpu_seconds(self, pid: int) -> float:
+        return cpu_seconds(pid)
 
     def start(self) -> None:
         self._t0 = time.monotonic()
