@@ -1,0 +1,111 @@
+// What the tests share: the harness's control calls, a Hearth for Node, waiting for events, a TCP proxy.
+import net from "node:net";
+import { WebSocket } from "ws";
+import { Hearth } from "../hearth-client.js";
+
+const control = process.env.HEARTH_HARNESS;
+if (!control) throw new Error("run the tests with `npm test` (test/run.mjs starts the servers)");
+
+export async function harness(path, body = {}) {
+  const response = await fetch(control + path, { method: "POST", body: JSON.stringify(body) });
+  if (!response.ok) throw new Error(`harness ${path}: ${response.status} ${await response.text()}`);
+  return response.json();
+}
+
+/** A database of its own and `instances` servers on it: {id, instances: [{url, pid, index}], stop()}. */
+export async function startServers({ instances = 1, env = {}, settings = {}, livekit = false } = {}) {
+  const setup = await harness("/start", { instances, env, settings, livekit });
+  setup.url = setup.instances[0].url;
+  setup.stop = () => harness("/stop", { id: setup.id });
+  setup.kill = (index, signal = "KILL") => harness("/signal", { id: setup.id, index, signal });
+  setup.sql = (sql, args = []) => harness("/sql", { id: setup.id, sql, args });
+  setup.startInstance = () => harness("/instance", { id: setup.id });
+  return setup;
+}
+
+export function client(url, options = {}) {
+  return new Hearth({ url, WebSocket, storage: null, ...options });
+}
+
+/** Resolves with the first `type` value matching `predicate` (rejects after `ms`). */
+export function next(emitter, type, predicate = () => true, ms = 10000) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error(`no ${type} within ${ms} ms`));
+    }, ms);
+    const off = emitter.on(type, (value) => {
+      if (!predicate(value)) return;
+      clearTimeout(timer);
+      off();
+      resolve(value);
+    });
+  });
+}
+
+export async function until(check, ms = 10000, what = "condition") {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what} not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** A memory sessionStorage. */
+export class MemoryStorage {
+  constructor() {
+    this.items = new Map();
+  }
+  getItem(key) {
+    return this.items.has(key) ? this.items.get(key) : null;
+  }
+  setItem(key, value) {
+    this.items.set(key, String(value));
+  }
+  removeItem(key) {
+    this.items.delete(key);
+  }
+}
+
+/** A round-robin TCP proxy in front of `upstreams` (ports), as a load balancer: a connection goes to the
+ * next upstream that accepts it. */
+export async function roundRobinProxy(urls) {
+  const upstreams = urls.map((url) => Number(new URL(url).port));
+  const sockets = new Set();
+  let turn = 0;
+  const server = net.createServer((downstream) => {
+    sockets.add(downstream);
+    downstream.on("close", () => sockets.delete(downstream));
+    downstream.pause();
+    const tryUpstream = (tries) => {
+      const port = upstreams[turn++ % upstreams.length];
+      const upstream = net.connect(port, "127.0.0.1");
+      let connected = false;
+      upstream.once("connect", () => {
+        connected = true;
+        sockets.add(upstream);
+        upstream.on("close", () => sockets.delete(upstream));
+        downstream.pipe(upstream).pipe(downstream);
+        downstream.resume();
+        downstream.on("error", () => upstream.destroy());
+        upstream.on("close", () => downstream.destroy());
+        downstream.on("close", () => upstream.destroy());
+      });
+      upstream.on("error", () => {
+        if (connected) downstream.destroy();
+        else if (tries > 1) tryUpstream(tries - 1);
+        else downstream.destroy();
+      });
+    };
+    tryUpstream(upstreams.length);
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: () =>
+      new Promise((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(resolve);
+      }),
+  };
+}
