@@ -1,7 +1,9 @@
 """The demo page in a real browser: Debian's headless Chromium driven by playwright, against real
-`hearth serve` processes. A display and a controller pair through the UI, open a WebRTC DataChannel over
-loopback with Hearth's signaling, and text typed on the controller appears on the display. Screenshots
-of both pages go to test-artifacts/.
+`hearth serve` processes. The pages come from another origin than the API (a static server on another
+port, `?api=` naming the server), as a real web app's would: every call crosses origins, so CORS is
+exercised for real. Pairing: a display and a controller pair through the UI, open a WebRTC DataChannel
+over loopback with the package's signaling, and text typed on the controller appears on the display.
+Screenshots of every mode go to test-artifacts/.
 
 Chromium comes from Debian (`apt-get install chromium`, which scripts/bootstrap.sh does when run as
 root); `playwright install` is never used.
@@ -12,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import httpx
@@ -47,6 +52,62 @@ LAUNCH_ARGS = [
 ARTIFACTS = ROOT / "test-artifacts"
 WAIT_MS = 20_000
 CODE = re.compile(r"^[2-9A-HJKMNP-Z]{6}$")
+STATIC = ROOT / "app" / "static"
+CLIENT = ROOT / "clients" / "js" / "hearth-client.js"
+API_ORIGIN = re.compile(r"http://127\.0\.0\.1:[0-9]{1,5}")
+
+
+class _PageFiles(BaseHTTPRequestHandler):
+    """The demo's files and the hearth-client module, as a web app's own server would serve them: the
+    page's CSP stays strict (scripts from this origin only) and lets it reach the API named by `?api=`."""
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if url.path in ("/", "/index.html", "/blank.html"):
+            api = (parse_qs(url.query).get("api") or [""])[0]
+            apis = f" {api} {api.replace('http', 'ws', 1)}" if API_ORIGIN.fullmatch(api) else ""
+            csp = (
+                f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'{apis}; "
+                f"connect-src 'self'{apis}; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+            )
+            body = b"<!doctype html><title>blank</title>" if url.path == "/blank.html" else None
+            self._send(body or (STATIC / "index.html").read_bytes(), "text/html; charset=utf-8", csp)
+        elif url.path == "/v1/hearth-client.js":
+            self._send(CLIENT.read_bytes(), "text/javascript; charset=utf-8")
+        elif url.path.startswith("/demo/static/") and "/" not in url.path.removeprefix("/demo/static/"):
+            file = STATIC / url.path.removeprefix("/demo/static/")
+            kinds = {".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+            if file.is_file() and file.suffix in kinds:
+                self._send(file.read_bytes(), kinds[file.suffix] + "; charset=utf-8")
+                return
+            self.send_error(404)
+        else:
+            self.send_error(404)
+
+    def _send(self, body: bytes, kind: str, csp: str | None = None) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        if csp:
+            self.send_header("Content-Security-Policy", csp)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def page_origin() -> Iterator[str]:
+    """A static server for the pages on its own port: another origin than any Hearth instance."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _PageFiles)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
 
 
 def _chromium_installed() -> bool:
@@ -73,21 +134,58 @@ async def browser() -> AsyncIterator[Browser]:
         await chromium.close()
 
 
+class SocketGate:
+    """A page's websockets, routed through playwright: `drop()` cuts them as a network failure would
+    (both sides closed), and while `held` every new one is cut at once, so the page stays away."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.open: list[tuple[Any, Any]] = []
+        self.page_frames: list[dict[str, Any]] = []  # what the page sent
+
+    async def route(self, ws: Any) -> None:
+        if self.held:
+            await ws.close(code=4000, reason="held by the test")
+            return
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            self.page_frames.append(json.loads(message))
+            server.send(message)
+
+        ws.on_message(from_page)
+        self.open.append((ws, server))
+
+    async def drop(self, *, hold: bool) -> None:
+        self.held = hold
+        for page_side, server_side in self.open:
+            await server_side.close(code=1001, reason="dropped by the test")
+            await page_side.close(code=4000, reason="dropped by the test")
+        self.open = []
+
+
 @dataclass
 class Tab:
-    """One page of the demo, with what its console said (printed when a test fails)."""
+    """One page of the demo, on the page origin, talking to `instance`; with what its console said
+    (printed when a test fails)."""
 
     name: str
     page: Page
     console: list[str] = field(default_factory=list)
+    gate: SocketGate | None = None
 
     @classmethod
-    async def open(cls, browser: Browser, name: str, instance: Instance) -> Tab:
+    async def open(
+        cls, browser: Browser, name: str, instance: Instance, origin: str, *, gated: bool = False
+    ) -> Tab:
         context = await browser.new_context(viewport={"width": 900, "height": 860})
         tab = cls(name, await context.new_page())
         tab.page.on("console", lambda m: tab.console.append(f"{m.type}: {m.text}"))
         tab.page.on("pageerror", lambda e: tab.console.append(f"pageerror: {e}"))
-        await tab.page.goto(instance.base_url + "/")
+        if gated:
+            tab.gate = SocketGate()
+            await tab.page.route_web_socket(re.compile(r"/v1/ws"), tab.gate.route)
+        await tab.page.goto(f"{origin}/?api={instance.base_url}")
         return tab
 
     async def screenshot(self, label: str) -> Path:
@@ -98,7 +196,7 @@ class Tab:
         return path
 
     def page_errors(self) -> list[str]:
-        return [line for line in self.console if line.startswith("pageerror:")]
+        return [line for line in self.console if line.startswith("pageerror:") or "Content Security" in line]
 
     async def close(self) -> None:
         print(f"--- {self.name} console ---", *self.console, sep="\n")
@@ -112,6 +210,7 @@ async def _pair_through_the_ui(
     QR code would). Both: DataChannel open. Returns the session id."""
     if screenshots:
         await display.screenshot("home")
+    await expect(display.page.locator("#conn")).to_have_text("not connected")
     await display.page.click("#role-display")
     code = display.page.locator("#code")
     await expect(code).to_have_text(CODE, timeout=WAIT_MS)
@@ -124,13 +223,16 @@ async def _pair_through_the_ui(
     await expect(qr).to_have_js_property("complete", True, timeout=WAIT_MS)
     assert await qr.evaluate("img => img.naturalWidth") > 0
     await expect(display.page.locator("#status")).to_contain_text("Waiting for a controller", timeout=WAIT_MS)
+    await expect(display.page.locator("#conn")).to_have_attribute("data-state", "waiting")
 
     if via_link:
         link = await display.page.get_attribute("#controller-link", "href")
-        assert link == f"{display.page.url.rstrip('/')}/?code={await code.inner_text()}"
+        assert link is not None and f"code={await code.inner_text()}" in link
+        assert link.startswith(display.page.url.split("?")[0])  # this page, on its own origin
         await controller.page.goto(link)
         # The code is used up once paired: the address bar drops it, so a reload does not retry it.
-        await controller.page.wait_for_url(re.compile(r"/$"), timeout=WAIT_MS)
+        await expect(controller.page.locator("#send-form")).to_be_visible(timeout=WAIT_MS)
+        assert "code=" not in controller.page.url
     else:
         await controller.page.click("#role-controller")
         await controller.page.fill("#code-input", await code.inner_text())
@@ -147,6 +249,7 @@ async def _pair_through_the_ui(
         await expect(tab.page.locator("#presence li[data-role=controller]")).to_have_count(1)
         await expect(tab.page.locator("#presence li.you")).to_have_count(1)
         await expect(tab.page.locator("#conn")).to_have_attribute("data-state", "open")
+        await expect(tab.page.locator("#error")).to_be_hidden()
     await expect(display.page.locator("#presence li.you")).to_have_attribute("data-role", "display")
     await expect(controller.page.locator("#presence li.you")).to_have_attribute("data-role", "controller")
 
@@ -202,6 +305,8 @@ async def test_demo_page_and_qr_code(pair: list[Instance]) -> None:
         for element in (
             "role-display",
             "role-controller",
+            "mode-room",
+            "mode-match",
             "code",
             "code-input",
             "pair-btn",
@@ -210,11 +315,18 @@ async def test_demo_page_and_qr_code(pair: list[Instance]) -> None:
             "message-input",
             "send-btn",
             "received",
+            "chat",
+            "match-find",
         ):
             assert f'id="{element}"' in page.text
+        assert '<script type="module" src="/demo/static/demo.js">' in page.text
         script = await client.get("/demo/static/demo.js")
         assert script.status_code == 200
         assert "javascript" in script.headers["content-type"]
+        # No protocol code of its own: everything goes through the package.
+        assert 'from "/v1/hearth-client.js"' in script.text
+        for protocol in ("new WebSocket", "EventSource", "fetch(", "/v1/ws", "after="):
+            assert protocol not in script.text, protocol
 
         qr = await client.get("/demo/qr.svg", params={"code": "abc234"})
         assert qr.status_code == 200
@@ -233,15 +345,23 @@ async def test_demo_page_and_qr_code(pair: list[Instance]) -> None:
 
 
 async def test_display_and_controller_talk_over_a_webrtc_datachannel(
-    pair: list[Instance], browser: Browser, sql: asyncpg.Connection
+    pair: list[Instance], browser: Browser, sql: asyncpg.Connection, page_origin: str
 ) -> None:
     # The display and the controller use different instances: signaling crosses them via Postgres.
-    display = await Tab.open(browser, "display", pair[0])
-    controller = await Tab.open(browser, "controller", pair[1])
+    display = await Tab.open(browser, "display", pair[0], page_origin)
+    controller = await Tab.open(browser, "controller", pair[1], page_origin)
     try:
+        assert not page_origin.startswith(pair[0].base_url) and not page_origin.startswith(pair[1].base_url)
         session_id = await _pair_through_the_ui(display, controller, screenshots=True)
-        await _send(controller, "hello over webrtc")
-        await expect(display.page.locator("#received")).to_contain_text("hello over webrtc", timeout=WAIT_MS)
+        for n in range(3):
+            await _send(controller, f"hello over webrtc {n}")
+        await expect(display.page.locator("#received li")).to_have_text(
+            [re.compile(f"hello over webrtc {n}$") for n in range(3)], timeout=WAIT_MS
+        )
+        # Both sides list the messages in the order they were sent, oldest first.
+        await expect(controller.page.locator("#sent li")).to_have_text(
+            [re.compile(f"hello over webrtc {n}$") for n in range(3)]
+        )
 
         # The channel was negotiated through Hearth (offer, answer, candidates are signal events)...
         signals = await _signals(sql, session_id)
@@ -257,29 +377,58 @@ async def test_display_and_controller_talk_over_a_webrtc_datachannel(
         await controller.close()
 
 
-async def test_a_dropped_socket_reconnects_with_after_and_gets_what_it_missed(
-    pair: list[Instance], browser: Browser, sql: asyncpg.Connection
+async def test_after_the_controller_leaves_the_display_gets_a_new_code(
+    pair: list[Instance], browser: Browser, page_origin: str
 ) -> None:
-    display = await Tab.open(browser, "display", pair[1])
-    controller = await Tab.open(browser, "controller", pair[0])
+    display = await Tab.open(browser, "display", pair[0], page_origin)
+    controller = await Tab.open(browser, "controller", pair[1], page_origin)
+    try:
+        await _pair_through_the_ui(display, controller)
+        first_code = await display.page.locator("#code").inner_text()
+        await controller.page.click("#leave-btn")
+        await expect(display.page.locator("#status")).to_contain_text("The controller left", timeout=WAIT_MS)
+        await expect(controller.page.locator("#pair-form")).to_be_visible()
+        await display.screenshot("left")
+        await display.page.click("#new-code-btn")
+        await expect(display.page.locator("#code")).not_to_have_text(first_code, timeout=WAIT_MS)
+        await expect(display.page.locator("#code")).to_have_text(CODE)
+        await expect(display.page.locator("#status")).to_contain_text("Waiting for a controller")
+        await expect(display.page.locator("#error")).to_be_hidden()  # no stale banner
+        # The controller pairs again with the new code.
+        await controller.page.fill("#code-input", await display.page.locator("#code").inner_text())
+        await controller.page.click("#pair-btn")
+        for tab in (display, controller):
+            await expect(tab.page.locator("#status")).to_contain_text("DataChannel open", timeout=WAIT_MS)
+            await expect(tab.page.locator("#presence li")).to_have_count(2, timeout=WAIT_MS)
+            await expect(tab.page.locator("#error")).to_be_hidden()
+        assert display.page_errors() == [] and controller.page_errors() == []
+    finally:
+        await display.screenshot("repaired")
+        await display.close()
+        await controller.close()
+
+
+async def test_a_dropped_socket_reconnects_with_after_and_gets_what_it_missed(
+    pair: list[Instance], browser: Browser, sql: asyncpg.Connection, page_origin: str
+) -> None:
+    display = await Tab.open(browser, "display", pair[1], page_origin, gated=True)
+    controller = await Tab.open(browser, "controller", pair[0], page_origin)
+    assert display.gate is not None
     try:
         session_id = await _pair_through_the_ui(display, controller, via_link=True)
         await expect(display.page.locator("#status")).to_have_attribute("data-opens", "1")
 
         # The display's socket drops and stays down while the controller renegotiates: the new offer
-        # reaches Hearth while the display is away.
-        last_seq: int = await display.page.evaluate("hearthDemo.dropSocket(600000)")
+        # reaches Hearth while the display is away. The header says so at once.
+        await display.gate.drop(hold=True)
         await expect(display.page.locator("#conn")).to_have_attribute(
-            "data-state", "connecting", timeout=WAIT_MS
+            "data-state", "reconnecting", timeout=WAIT_MS
         )
         await controller.page.click("#restart-btn")
         await _until(lambda: _signals(sql, session_id), lambda s: s.get("offer") == 2, "a second offer")
 
         # Back with ?after=: the missed offer is replayed, the display answers, a new channel opens.
-        await display.page.evaluate("hearthDemo.reconnectNow()")
-        await expect(display.page.locator("#conn")).to_have_attribute(
-            "data-after", str(last_seq), timeout=WAIT_MS
-        )
+        display.gate.held = False
         await expect(display.page.locator("#conn")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
         for tab in (display, controller):
             await expect(tab.page.locator("#status")).to_have_attribute("data-opens", "2", timeout=WAIT_MS)
@@ -305,28 +454,15 @@ async def test_a_dropped_socket_reconnects_with_after_and_gets_what_it_missed(
 
 
 async def test_a_display_ignores_an_offer_from_anyone_but_its_paired_controller(
-    pair: list[Instance], browser: Browser
+    pair: list[Instance], browser: Browser, page_origin: str
 ) -> None:
     # A participant the server let into the display's session some other way (the join-by-code hole
     # once did) sends the display an offer: the display neither answers it nor drops its controller.
     # The stranger's frame is put on the display's own websocket, as the server would deliver it.
-    sockets: list[Any] = []
-    sent_by_display: list[dict[str, Any]] = []
-
-    def intercept(ws: Any) -> None:
-        server = ws.connect_to_server()
-
-        def from_page(message: str | bytes) -> None:
-            sent_by_display.append(json.loads(message))
-            server.send(message)
-
-        ws.on_message(from_page)
-        sockets.append(ws)
-
-    display = await Tab.open(browser, "display", pair[0])
-    controller = await Tab.open(browser, "controller", pair[1])
-    stranger = await Tab.open(browser, "stranger", pair[0])
-    await display.page.route_web_socket(re.compile(r"/v1/ws"), intercept)
+    display = await Tab.open(browser, "display", pair[0], page_origin, gated=True)
+    controller = await Tab.open(browser, "controller", pair[1], page_origin)
+    stranger = await Tab.open(browser, "stranger", pair[0], page_origin)
+    assert display.gate is not None
     try:
         session_id = await _pair_through_the_ui(display, controller)
         display_pid: str = await display.page.evaluate("hearthDemo.participantId")
@@ -353,14 +489,11 @@ async def test_a_display_ignores_an_offer_from_anyone_but_its_paired_controller(
             "kind": "offer",
             "data": {"type": "offer", "sdp": offer},
         }
-        sockets[-1].send(json.dumps(forged))
-
-        async def acted() -> tuple[bool, list[dict[str, Any]]]:
-            ignored = any("not the paired peer" in line for line in display.console)
-            return ignored, [f for f in sent_by_display if f.get("to") == stranger_pid]
-
-        ignored, answers = await _until(acted, lambda seen: seen[0] or seen[1], "the display to act on it")
-        assert answers == [] and ignored, (answers, display.console)
+        display.gate.open[-1][0].send(json.dumps(forged))
+        # The package took the frame in (its sequence number is counted) and passed nothing on.
+        await _until(lambda: display.page.evaluate("hearthDemo.lastSeq"), lambda s: s >= seq + 1, "the frame")
+        await asyncio.sleep(0.5)
+        assert [f for f in display.gate.page_frames if f.get("to") == stranger_pid] == []
         assert await display.page.evaluate("hearthDemo.peerId") == controller_pid
         await expect(display.page.locator("#status")).to_contain_text("DataChannel open")
         # The controller's channel still carries text to the display.
@@ -374,12 +507,12 @@ async def test_a_display_ignores_an_offer_from_anyone_but_its_paired_controller(
 
 
 async def test_a_trigger_on_an_app_table_publishes_to_the_browser(
-    pair: list[Instance], browser: Browser, sql: asyncpg.Connection, app_db: str
+    pair: list[Instance], browser: Browser, sql: asyncpg.Connection, app_db: str, page_origin: str
 ) -> None:
     """docs/publishing.md's pattern end to end: a row written to the application's own table by a role
     holding hearth_publisher; its trigger's hearth.publish reaches the paired display's page."""
-    display = await Tab.open(browser, "display", pair[0])
-    controller = await Tab.open(browser, "controller", pair[1])
+    display = await Tab.open(browser, "display", pair[0], page_origin)
+    controller = await Tab.open(browser, "controller", pair[1], page_origin)
     try:
         session_id = await _pair_through_the_ui(display, controller)
         async with login_role(sql, app_db, "hearth_publisher") as app_url:
