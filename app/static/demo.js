@@ -135,13 +135,20 @@ function renderPresence(list, entries, you) {
       li.append(role);
     }
     const name = p.display_name || "";
-    if (name && name.toLowerCase() !== (p.role || "").toLowerCase()) li.append(document.createTextNode(name));
+    if (name && name.toLowerCase() !== (p.role || "").toLowerCase()) li.append(span("name", name));
     if (p.participant_id === you) {
       li.classList.add("you");
-      li.append(document.createTextNode("(you)"));
+      li.append(span("muted", "(you)"));
     }
     list.append(li);
   }
+}
+
+function span(className, text) {
+  const el = document.createElement("span");
+  el.className = className;
+  el.textContent = text;
+  return el;
 }
 
 function appendLine(list, className, text, at) {
@@ -605,7 +612,7 @@ async function leaveRoom() {
 
 // ---- match ---------------------------------------------------------------------------------------
 
-async function findMatch(ev) {
+async function findMatch(ev, waiting = "Waiting in the queue for someone else…") {
   ev?.preventDefault();
   const name = $("match-name").value.trim();
   if (!name) return showError("Enter your name first.");
@@ -614,7 +621,7 @@ async function findMatch(ev) {
   $("match-find").disabled = true;
   $("match-cancel").hidden = false;
   setConn("waiting", "in the queue");
-  setStatus("Waiting in the queue for someone else…", "wait");
+  setStatus(waiting, "wait");
   try {
     const hearth = await identity(name);
     const match = await hearth.findMatch();
@@ -648,11 +655,17 @@ function showMatch(match) {
     if (peer) $("match-peer").textContent = peer.display_name || "someone";
     renderPresence($("match-presence"), list, session.participantId);
   });
+  let ended = null; // match.ended: who skipped or ended it
+  session.on("match.ended", (frame) => {
+    ended = frame;
+  });
   session.on("closed", () => {
     if (ui.match !== match) return;
     ui.match = null;
     ui.session = null;
-    afterMatch("The match is over.");
+    const peer = $("match-peer").textContent;
+    const action = ended?.action === "skip" ? "skipped" : "ended the match";
+    afterMatch(ended && ended.by !== ui.hearth.identityId ? `${peer} ${action}.` : "The match is over.");
   });
 }
 
@@ -673,8 +686,7 @@ async function afterMatch(text) {
   $("match-live").hidden = true;
   const state = await ui.hearth.matchState().catch(() => ({ state: "idle" }));
   if (state.state === "waiting") {
-    setStatus(`${text} Looking for someone else…`, "wait");
-    return findMatch();
+    return findMatch(null, `${text} Looking for someone else…`);
   }
   setConn("idle");
   $("match-find").disabled = false;

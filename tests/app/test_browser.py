@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
 import threading
 import time
 import uuid
@@ -29,9 +31,11 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.app.harness import ROOT, Instance
+from tests.app.conftest import start_instances
+from tests.app.harness import ROOT, Api, Instance, Ws
 from tests.db.helpers import login_role
 from tests.db.test_publish import APP_SCHEMA
+from tests.livekit_double import LiveKitDouble
 
 try:
     from playwright.async_api import Browser, Page, async_playwright, expect
@@ -52,6 +56,8 @@ LAUNCH_ARGS = [
 ARTIFACTS = ROOT / "test-artifacts"
 WAIT_MS = 20_000
 CODE = re.compile(r"^[2-9A-HJKMNP-Z]{6}$")
+LIVEKIT_KEY = "devkey"
+LIVEKIT_SECRET = "devsecret-for-hearth-tests-0123456789abcdef"
 STATIC = ROOT / "app" / "static"
 CLIENT = ROOT / "clients" / "js" / "hearth-client.js"
 API_ORIGIN = re.compile(r"http://127\.0\.0\.1:[0-9]{1,5}")
@@ -541,3 +547,258 @@ async def test_a_trigger_on_an_app_table_publishes_to_the_browser(
         await display.screenshot("publish")
         await display.close()
         await controller.close()
+
+
+async def _enter_room(tab: Tab, name: str, code: str | None = None) -> str:
+    """Room mode: create a room (no code) or join one by its code; returns the room's code."""
+    await tab.page.click("#mode-room")
+    await tab.page.fill("#room-name", name)
+    if code is None:
+        await tab.page.click("#room-create")
+    else:
+        await tab.page.fill("#room-code", code)
+        await tab.page.click("#room-join")
+    shown = tab.page.locator("#room-code-show")
+    await expect(shown).to_have_text(CODE, timeout=WAIT_MS)
+    return await shown.inner_text()
+
+
+async def _say(tab: Tab, text: str) -> None:
+    await tab.page.fill("#chat-input", text)
+    await tab.page.click("#chat-send")
+    await expect(tab.page.locator("#chat li.msg").last).to_contain_text(text, timeout=WAIT_MS)
+
+
+async def test_room_mode_presence_chat_and_a_resume_after_a_dropped_connection(
+    pair: list[Instance], browser: Browser, page_origin: str
+) -> None:
+    ada = await Tab.open(browser, "ada", pair[0], page_origin)
+    bob = await Tab.open(browser, "bob", pair[1], page_origin, gated=True)
+    cy = await Tab.open(browser, "cy", pair[0], page_origin)
+    tabs = (ada, bob, cy)
+    assert bob.gate is not None
+    try:
+        code = await _enter_room(ada, "Ada")
+        await _enter_room(bob, "Bob", code)
+        await _enter_room(cy, "Cy", code.lower())
+        for tab in tabs:
+            await expect(tab.page.locator("#room-presence li")).to_have_count(3, timeout=WAIT_MS)
+            await expect(tab.page.locator("#room-presence li.you")).to_have_count(1)
+            await expect(tab.page.locator("#conn")).to_have_attribute("data-state", "open")
+        await _say(ada, "hello everyone")
+
+        # Bob's connection drops and stays down while the others talk; the header says so at once.
+        await bob.gate.drop(hold=True)
+        conn = bob.page.locator("#conn")
+        await expect(conn).to_have_attribute("data-state", "reconnecting", timeout=WAIT_MS)
+        await expect(bob.page.locator("#chat")).to_contain_text("Connection lost", timeout=WAIT_MS)
+        await _say(ada, "one")
+        await expect(cy.page.locator("#chat li.msg").last).to_contain_text("one", timeout=WAIT_MS)
+        await _say(cy, "two")
+        await expect(ada.page.locator("#chat li.msg").last).to_contain_text("two", timeout=WAIT_MS)
+        await _say(ada, "three")
+        await bob.screenshot("room-away")
+
+        # Back: what Bob missed arrives once, in order, and the page says the resume was complete.
+        bob.gate.held = False
+        await expect(bob.page.locator("#conn")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+        said = ["hello everyone", "one", "two", "three"]
+        for tab in tabs:
+            await expect(tab.page.locator("#chat li.msg")).to_have_text(
+                [re.compile(f"{text}$") for text in said], timeout=WAIT_MS
+            )
+        resumed = bob.page.locator("#chat li[data-recovered]")
+        await expect(resumed).to_have_count(1)
+        await expect(resumed).to_have_attribute("data-recovered", "true")
+        await expect(resumed).to_contain_text("nothing missed")
+        # Every page shows the room's one order (the events' sequence numbers).
+        seqs = "els => els.map(e => e.dataset.seq)"
+        orders = [await t.page.locator("#chat li.msg").evaluate_all(seqs) for t in tabs]
+        assert orders[0] == orders[1] == orders[2], orders
+        # The drop was not a leave.
+        await expect(ada.page.locator("#room-presence li")).to_have_count(3)
+
+        await cy.page.click("#room-leave")
+        for tab in (ada, bob):
+            await expect(tab.page.locator("#room-presence li")).to_have_count(2, timeout=WAIT_MS)
+            await expect(tab.page.locator("#chat")).to_contain_text("Cy left", timeout=WAIT_MS)
+        for tab in tabs:
+            await expect(tab.page.locator("#error")).to_be_hidden()
+            assert tab.page_errors() == [], tab.name
+    finally:
+        for tab in tabs:
+            await tab.screenshot("room")
+        for tab in tabs:
+            await tab.close()
+
+
+@pytest.fixture(scope="module")
+async def livekit() -> AsyncIterator[LiveKitDouble]:
+    async with LiveKitDouble(api_key=LIVEKIT_KEY, api_secret=LIVEKIT_SECRET) as double:
+        yield double
+
+
+@pytest.fixture(scope="module")
+def with_livekit(app_db: str, log_dir: Path, livekit: LiveKitDouble) -> Iterator[Instance]:
+    env = {"LIVEKIT_URL": livekit.url, "LIVEKIT_API_KEY": LIVEKIT_KEY, "LIVEKIT_API_SECRET": LIVEKIT_SECRET}
+    [instance] = start_instances(app_db, log_dir, 1, env)
+    livekit.webhook_url = instance.base_url + "/v1/livekit/webhook"
+    yield instance
+    instance.terminate()
+
+
+async def _queue(tab: Tab, name: str) -> None:
+    await tab.page.click("#mode-match")
+    await tab.page.fill("#match-name", name)
+    await tab.page.click("#match-find")
+
+
+async def test_match_mode_queue_match_livekit_room_and_skip(
+    with_livekit: Instance, browser: Browser, page_origin: str
+) -> None:
+    ada = await Tab.open(browser, "ada", with_livekit, page_origin)
+    bob = await Tab.open(browser, "bob", with_livekit, page_origin)
+    tabs = (ada, bob)
+    try:
+        await _queue(ada, "Ada")
+        await expect(ada.page.locator("#status")).to_contain_text("Waiting in the queue", timeout=WAIT_MS)
+        await expect(ada.page.locator("#conn")).to_have_attribute("data-state", "waiting")
+        await ada.screenshot("match-queue")
+        await _queue(bob, "Bob")
+        for tab, peer in ((ada, "Bob"), (bob, "Ada")):
+            await expect(tab.page.locator("#match-live")).to_be_visible(timeout=WAIT_MS)
+            await expect(tab.page.locator("#match-peer")).to_have_text(peer, timeout=WAIT_MS)
+            await expect(tab.page.locator("#match-room")).to_have_text(re.compile(r"\S"))
+            await expect(tab.page.locator("#match-room")).not_to_contain_text("not configured")
+            await expect(tab.page.locator("#match-url")).to_have_text(re.compile(r"^(ws|http)s?://"))
+            await expect(tab.page.locator("#match-token")).to_have_text(re.compile(r"^ey"))
+            await expect(tab.page.locator("#match-presence li")).to_have_count(2, timeout=WAIT_MS)
+            await expect(tab.page.locator("#conn")).to_have_attribute("data-state", "open")
+        room = await ada.page.locator("#match-room").inner_text()
+        assert room == await bob.page.locator("#match-room").inner_text()
+        for tab in tabs:
+            await tab.screenshot("match")
+
+        # A skip puts both back in the queue; they are not matched with each other again at once.
+        await ada.page.click("#match-skip")
+        for tab in tabs:
+            status = tab.page.locator("#status")
+            await expect(status).to_contain_text("Looking for someone else", timeout=WAIT_MS)
+            await expect(tab.page.locator("#match-live")).to_be_hidden()
+        await ada.page.click("#match-cancel")
+        await expect(ada.page.locator("#status")).to_have_text("You left the queue.", timeout=WAIT_MS)
+        await expect(ada.page.locator("#conn")).to_have_attribute("data-state", "idle")
+        for tab in tabs:
+            await expect(tab.page.locator("#error")).to_be_hidden()
+            assert tab.page_errors() == [], tab.name
+    finally:
+        for tab in tabs:
+            await tab.screenshot("match-after")
+        for tab in tabs:
+            await tab.close()
+
+
+_JOIN = """async ({ api, sessionId }) => {
+    const { Hearth } = await import("/v1/hearth-client.js");
+    const hearth = new Hearth({ url: api });
+    if (!hearth.restoreIdentity()) await hearth.createIdentity({ displayName: "Reader" });
+    const session = await hearth.joinSession(sessionId);
+    window.got = [];
+    window.recovered = [];
+    session.on("message", (frame) => window.got.push([frame.seq, frame.body.n]));
+    session.on("recovered", (ok) => window.recovered.push(ok));
+    await session.ready;
+    return { identityId: hearth.identityId, participantId: session.participantId };
+}"""
+
+
+async def test_the_package_in_a_page_resumes_after_a_reload(
+    pair: list[Instance], browser: Browser, page_origin: str
+) -> None:
+    """hearth-client loaded by a page of another origin joins a session; across a reload it resumes from
+    sessionStorage: the events sent meanwhile arrive once, in order, and `recovered` is true."""
+    api = Api(pair[1])
+    _, owner = await api.identity("Writer")
+    session_id = (await api.session(owner))["session_id"]
+    _, writer_token = await api.join(session_id, owner)
+    writer = await Ws.open(pair[1], writer_token)
+    context = await browser.new_context()
+    page = await context.new_page()
+    console: list[str] = []
+    page.on("console", lambda m: console.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
+
+    async def write(n: int) -> int:
+        await writer.send({"type": "message", "body": {"n": n}, "ref": f"m{n}"})
+        ack = await writer.until(lambda f: f.get("type") == "ack" and f.get("ref") == f"m{n}")
+        seq: int = ack["seq"]
+        return seq
+
+    try:
+        await writer.until_type("welcome")
+        await page.goto(f"{page_origin}/blank.html?api={pair[0].base_url}")
+        first = await page.evaluate(_JOIN, {"api": pair[0].base_url, "sessionId": session_id})
+        before = [await write(n) for n in (1, 2, 3)]
+        await _until(lambda: page.evaluate("window.got"), lambda got: len(got) == 3, "three messages")
+        seen = [[seq, n] for seq, n in zip(before, (1, 2, 3), strict=True)]
+        assert await page.evaluate("window.got") == seen
+        assert await page.evaluate("window.recovered") == [True]
+
+        await page.goto(f"{page_origin}/blank.html?api={pair[0].base_url}&reloading=1")
+        during = [await write(n) for n in (4, 5, 6)]  # while no page holds the session
+        await page.reload()
+        again = await page.evaluate(_JOIN, {"api": pair[0].base_url, "sessionId": session_id})
+        assert again == first  # the same identity and participant, from sessionStorage
+        await _until(lambda: page.evaluate("window.got"), lambda got: len(got) >= 3, "the missed messages")
+        await asyncio.sleep(0.3)  # nothing more (no repeat) arrives
+        missed = [[seq, n] for seq, n in zip(during, (4, 5, 6), strict=True)]
+        assert await page.evaluate("window.got") == missed
+        assert await page.evaluate("window.recovered") == [True]
+        assert [line for line in console if "pageerror" in line or "Content Security" in line] == []
+    finally:
+        print(*console, sep="\n")
+        await writer.close()
+        await api.close()
+        await context.close()
+
+
+@pytest.fixture
+async def quick_heartbeats(app_db: str, log_dir: Path, sql: asyncpg.Connection) -> AsyncIterator[Instance]:
+    """An instance that tells its clients to ping every 2 s (heartbeat_interval is read at its start)."""
+    await sql.fetchval("SELECT hearth.set_setting('heartbeat_interval', '2 seconds')")
+    try:
+        [instance] = await asyncio.to_thread(start_instances, app_db, log_dir, 1)
+    finally:
+        await sql.fetchval("SELECT hearth.set_setting('heartbeat_interval', '30 seconds')")
+    yield instance
+    os.kill(instance.pid, signal.SIGCONT)
+    await instance.stop()
+
+
+async def test_the_header_does_not_say_connected_while_the_server_is_frozen(
+    quick_heartbeats: Instance, browser: Browser, page_origin: str
+) -> None:
+    """A server that stops answering (SIGSTOP: no close, no reset) is noticed by the package's pings, and
+    the header says so; once the server runs again the page resumes on its own."""
+    ada = await Tab.open(browser, "ada", quick_heartbeats, page_origin)
+    try:
+        await _enter_room(ada, "Ada")
+        conn = ada.page.locator("#conn")
+        await expect(conn).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+        await _say(ada, "before the freeze")
+        os.kill(quick_heartbeats.pid, signal.SIGSTOP)
+        try:
+            await expect(conn).to_have_attribute("data-state", "reconnecting", timeout=WAIT_MS)
+            await expect(conn).not_to_contain_text("connected")
+            await expect(ada.page.locator("#chat")).to_contain_text("Connection lost")
+            await ada.screenshot("frozen")
+        finally:
+            os.kill(quick_heartbeats.pid, signal.SIGCONT)
+        await expect(conn).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+        await expect(ada.page.locator("#chat li[data-recovered=true]")).to_have_count(1, timeout=WAIT_MS)
+        await _say(ada, "after the freeze")
+        await expect(ada.page.locator("#chat li.msg")).to_have_count(2)
+        assert ada.page_errors() == []
+    finally:
+        await ada.screenshot("thawed")
+        await ada.close()
