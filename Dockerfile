@@ -6,6 +6,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY db ./db
+# The JavaScript client, served at /v1/hearth-client.js (node_modules and tests stay out).
+COPY clients/js/__init__.py clients/js/hearth-client.js clients/js/index.d.ts ./clients/js/
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim

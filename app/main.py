@@ -14,7 +14,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import WebSocketRoute
 from starlette.types import ASGIApp
 
-from app import demo, edge, http, livekit, logs, matching, pairing
+from app import demo, edge, http, livekit, logs, matching, pairing, sdk
 from app.appauth import AppAuth
 from app.broadcast import CHANNEL as BROADCAST_CHANNEL
 from app.broadcast import Broadcasts, channel_key
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
             *matching.routes,
             *livekit.routes,
             *demo.routes,
+            *sdk.routes,
             WebSocketRoute("/v1/ws", websocket_endpoint),
         ],
         lifespan=lambda app: _running(app, settings, metrics, heartbeat_flush_s),

@@ -59,6 +59,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if path.is_dir():
             shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(path, src / name)
     wheels = base / "wheels"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
@@ -187,6 +188,10 @@ def test_the_image_command_migrates_and_serves_from_an_empty_directory(
             session = http.post("/v1/sessions", json={}, headers=auth).json()
             joined = http.post(f"/v1/sessions/{session['session_id']}/join", json={}, headers=auth).json()
             assert http.get("/").status_code == 200  # the demo page's files came along
+            client = http.get("/v1/hearth-client.js")
+            assert client.status_code == 200
+            assert client.headers["content-type"] == "text/javascript; charset=utf-8"
+            assert client.content == (ROOT / "clients" / "js" / "hearth-client.js").read_bytes()
         with connect(f"ws://127.0.0.1:{port}/v1/ws?token={joined['token']}", open_timeout=10) as ws:
             welcome = json.loads(ws.recv(timeout=10))
             assert welcome["type"] == "welcome"

@@ -156,7 +156,7 @@ async def test_real_answers_validate_against_it(
         c.check("/v1/stats", await http.get("/v1/stats", headers=bearer(ADMIN_TOKEN)))
         c.check("/v1/admin/rooms", await http.get("/v1/admin/rooms", headers=bearer(ADMIN_TOKEN)))
         await _history(c, http, credentials, me)
-        for path in ("/v1/openapi.json", "/healthz", "/readyz", "/metrics", "/"):
+        for path in ("/v1/openapi.json", "/v1/hearth-client.js", "/healthz", "/readyz", "/metrics", "/"):
             c.check(path, await http.get(path))
         c.check("/demo/qr.svg", await http.get("/demo/qr.svg", params={"code": "ABCDEF"}))
         c.check("/demo/static/{path}", await http.get("/demo/static/demo.css"))

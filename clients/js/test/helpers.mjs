@@ -19,7 +19,11 @@ export async function startServers({ instances = 1, env = {}, settings = {}, liv
   setup.stop = () => harness("/stop", { id: setup.id });
   setup.kill = (index, signal = "KILL") => harness("/signal", { id: setup.id, index, signal });
   setup.sql = (sql, args = []) => harness("/sql", { id: setup.id, sql, args });
-  setup.startInstance = () => harness("/instance", { id: setup.id });
+  setup.startInstance = async () => {
+    const instance = await harness("/instance", { id: setup.id });
+    setup.instances.push(instance);
+    return instance;
+  };
   return setup;
 }
 
@@ -67,13 +71,15 @@ export class MemoryStorage {
   }
 }
 
-/** A round-robin TCP proxy in front of `upstreams` (ports), as a load balancer: a connection goes to the
- * next upstream that accepts it. */
+/** A round-robin TCP proxy in front of servers (URLs), as a load balancer: a connection goes to the next
+ * one that accepts it. `cut()` drops every connection; while `refusing`, new ones are dropped at once. */
 export async function roundRobinProxy(urls) {
-  const upstreams = urls.map((url) => Number(new URL(url).port));
+  let upstreams = urls.map((url) => Number(new URL(url).port));
   const sockets = new Set();
   let turn = 0;
+  const proxy = { refusing: false };
   const server = net.createServer((downstream) => {
+    if (proxy.refusing) return downstream.destroy();
     sockets.add(downstream);
     downstream.on("close", () => sockets.delete(downstream));
     downstream.pause();
@@ -100,12 +106,18 @@ export async function roundRobinProxy(urls) {
     tryUpstream(upstreams.length);
   });
   await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
+  return Object.assign(proxy, {
     url: `http://127.0.0.1:${server.address().port}`,
+    setUpstreams: (list) => {
+      upstreams = list.map((url) => Number(new URL(url).port));
+    },
+    cut: () => {
+      for (const socket of sockets) socket.destroy();
+    },
     close: () =>
       new Promise((resolve) => {
         for (const socket of sockets) socket.destroy();
         server.close(resolve);
       }),
-  };
+  });
 }
