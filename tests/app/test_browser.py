@@ -326,6 +326,9 @@ async def test_demo_page_and_qr_code(pair: list[Instance]) -> None:
         ):
             assert f'id="{element}"' in page.text
         assert '<script type="module" src="/demo/static/demo.js">' in page.text
+        module = await client.get("/v1/hearth-client.js")
+        assert module.status_code == 200
+        assert "javascript" in module.headers["content-type"]
         script = await client.get("/demo/static/demo.js")
         assert script.status_code == 200
         assert "javascript" in script.headers["content-type"]
@@ -802,3 +805,21 @@ async def test_the_header_does_not_say_connected_while_the_server_is_frozen(
     finally:
         await ada.screenshot("thawed")
         await ada.close()
+
+
+async def test_the_page_the_app_serves_works_under_its_own_policy(
+    pair: list[Instance], browser: Browser
+) -> None:
+    """The demo at the app's own `/` (same origin, the app's CSP) loads the package the app serves."""
+    context = await browser.new_context(viewport={"width": 900, "height": 860})
+    tab = Tab("same-origin", await context.new_page())
+    tab.page.on("console", lambda m: tab.console.append(f"{m.type}: {m.text}"))
+    tab.page.on("pageerror", lambda e: tab.console.append(f"pageerror: {e}"))
+    try:
+        await tab.page.goto(pair[0].base_url + "/")
+        await _enter_room(tab, "Ada")
+        await expect(tab.page.locator("#conn")).to_have_attribute("data-state", "open", timeout=WAIT_MS)
+        await _say(tab, "same origin")
+        assert tab.page_errors() == []
+    finally:
+        await tab.close()
