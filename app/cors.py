@@ -33,6 +33,15 @@ MAX_AGE_S = 600
 EVENT_STREAM = re.compile(r"/v1/displays/[^/]+/events")
 
 
+def edge_headers(origins: tuple[str, ...]) -> tuple[bytes, ...]:
+    """Header lines for the answers app/edge.py writes itself (431, 408, 503), before the request's Origin
+    is known: with `*` any page may read them (a 503's Retry-After included); a list cannot be echoed."""
+    if origins != ANY_ORIGIN:
+        return ()
+    exposed = ", ".join(EXPOSED_HEADERS).encode()
+    return (b"access-control-allow-origin: *\r\n", b"access-control-expose-headers: " + exposed + b"\r\n")
+
+
 class _Preflights(CORSMiddleware):
     """Starlette's CORS answers, with a refused preflight in Hearth's error shape."""
 

@@ -98,6 +98,16 @@ async def test_any_origin_reads_answers_and_errors(anyone: Api, sql: asyncpg.Con
     assert limited.headers["access-control-allow-origin"] == "*"
 
 
+async def test_any_origin_reads_the_edges_own_refusals(anyone: Api) -> None:
+    """A request the edge refuses before the app sees it (here: too many header fields, 431)."""
+    many = {f"x-filler-{n}": "1" for n in range(120)}
+    r = await anyone.http.get("/healthz", headers={"Origin": FOREIGN, **many})
+    assert r.status_code == 431
+    assert r.json()["error"]["code"] == "HT431"
+    assert r.headers["access-control-allow-origin"] == "*"
+    assert "retry-after" in r.headers["access-control-expose-headers"].lower()
+
+
 async def test_any_origin_streams_pass(instances: tuple[Instance, Instance], anyone: Api) -> None:
     _, token = await anyone.identity()
     async with connect(f"{instances[0].ws_url}?token={token}", origin=FOREIGN, open_timeout=10) as ws:
