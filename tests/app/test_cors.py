@@ -3,18 +3,24 @@ credentials, and the Origin checks of the websocket and the display's event stre
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+from starlette.requests import Request
+from starlette.routing import Route
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from app.config import Settings
+from app.main import _Hearth, _internal_error
 from tests.app.conftest import start_instances
-from tests.app.harness import Api, Instance, bearer
+from tests.app.harness import SECRET, Api, Instance, bearer
 
 PAGE = "http://page.test:5173"
 OTHER = "https://other.test"
@@ -179,6 +185,16 @@ def test_a_bad_setting_stops_startup_with_a_clear_error(value: str) -> None:
     assert "HEARTH_CORS_ORIGINS" in str(stopped.value)
 
 
+def test_hearth_serve_refuses_to_start_with_a_bad_setting() -> None:
+    env = {**os.environ, "HEARTH_CORS_ORIGINS": "https://app.test/", "HEARTH_DATABASE_URL": "postgresql://x/y"}
+    env["HEARTH_SECRET"] = SECRET
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode != 0
+    assert "HEARTH_CORS_ORIGINS" in done.stderr and "'https://app.test/'" in done.stderr, done.stderr
+
+
 def test_the_setting_is_parsed() -> None:
     assert Settings.from_env({}).cors_origins == ("*",)
     assert Settings.from_env({"HEARTH_CORS_ORIGINS": "*"}).cors_origins == ("*",)
@@ -186,3 +202,18 @@ def test_the_setting_is_parsed() -> None:
         {"HEARTH_CORS_ORIGINS": "HTTPS://App.test, http://[::1]:8080,https://app.test"}
     )
     assert parsed.cors_origins == ("https://app.test", "http://[::1]:8080")
+
+
+async def test_an_internal_error_carries_the_cors_headers_too() -> None:
+    """A 500 is answered by Starlette's outermost error middleware: the CORS layer wraps even that."""
+
+    async def boom(request: Request) -> None:
+        raise RuntimeError("a bug")
+
+    app = _Hearth(("*",), routes=[Route("/boom", boom)], exception_handlers={Exception: _internal_error})
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://hearth.test") as client:
+        r = await client.get("/boom", headers={"Origin": FOREIGN})
+    assert r.status_code == 500
+    assert r.json()["error"]["code"] == "HT500"
+    assert r.headers["access-control-allow-origin"] == "*"
