@@ -11,6 +11,7 @@ import json
 import signal
 import sys
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -143,11 +144,33 @@ async def serve(pg: PgServer) -> None:
     await web.TCPSite(runner, "127.0.0.1", port).start()
     print(json.dumps({"control": f"http://127.0.0.1:{port}", "logs": str(harness.log_dir)}), flush=True)
     try:
-        # Runs until the test runner closes our stdin (or exits, which closes it too).
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await _until_stdin_closes_or_signalled()
     finally:
-        await harness.close()
-        await runner.cleanup()
+        try:
+            await harness.close()
+        finally:
+            await runner.cleanup()
+
+
+async def _until_stdin_closes_or_signalled() -> None:
+    """Until the test runner closes our stdin (or exits, which closes it too), or a SIGTERM / SIGHUP / SIGINT
+    comes: each ends in the same clean-up, so no instance or cluster outlives the run."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+
+    def finish() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def read_stdin() -> None:
+        sys.stdin.read()
+        loop.call_soon_threadsafe(finish)
+
+    # A daemon thread, not the loop's executor: shutting the loop down must not wait for a blocked read.
+    threading.Thread(target=read_stdin, daemon=True).start()
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        loop.add_signal_handler(signum, finish)
+    await done
 
 
 def main() -> None:

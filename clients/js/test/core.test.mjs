@@ -2,7 +2,8 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { HearthError } from "../hearth-client.js";
-import { client, next, startServers, until } from "./helpers.mjs";
+import { fileURLToPath } from "node:url";
+import { client, next, runNode, startServers, until } from "./helpers.mjs";
 
 let servers;
 before(async () => {
@@ -46,7 +47,10 @@ test("join, messages both ways, in order, each resolving with its seq", async ()
 test("presence: the list from the welcome, then joins and leaves; states", async () => {
   const { clients, sessions, sessionId } = await room();
   const [ada, bob] = sessions;
+  // Ada's welcome came before Bob joined: his presence.join brought him into her list.
+  await until(() => ada.presence.length === 2, 5000, "both present");
   assert.deepEqual(ada.presence.map((p) => p.display_name).sort(), ["ada", "bob"]);
+  assert.deepEqual(bob.presence.map((p) => p.display_name).sort(), ["ada", "bob"]);
   const carol = client(servers.url);
   await carol.createIdentity({ displayName: "carol" });
   const joined = next(ada, "presence", (list) => list.length === 3);
@@ -140,4 +144,57 @@ test("a terminal close (the session ends) ends the session with a reason; no rec
   assert.equal(reason.error.code, "HT410");
   assert.equal(ada.state, "closed");
   await assert.rejects(ada.send({}), (e) => e instanceof HearthError && e.code === "closed");
+});
+
+test("findMatch without LiveKit on the server: livekit is null; leaveQueue cancels a wait", async () => {
+  const [ann, ben] = [client(servers.url), client(servers.url)];
+  await ann.createIdentity();
+  await ben.createIdentity();
+  const [a, b] = await Promise.all([ann.findMatch(), ben.findMatch()]);
+  assert.equal(a.livekit, null);
+  assert.equal(a.sessionId, b.sessionId);
+  assert.equal((await b.end()).state, "idle");
+  await ann.leaveQueue(); // a went back to the queue after b's end
+  const solo = client(servers.url);
+  await solo.createIdentity();
+  const waiting = solo.findMatch().catch((e) => e);
+  await until(async () => (await solo.matchState()).state === "waiting", 5000, "queued");
+  assert.equal((await solo.leaveQueue()).state, "idle");
+  assert.equal((await waiting).code, "cancelled");
+});
+
+test("the server serves this very module at /v1/hearth-client.js", async () => {
+  const { readFile } = await import("node:fs/promises");
+  const served = await fetch(`${servers.url}/v1/hearth-client.js`);
+  assert.equal(served.headers.get("content-type"), "text/javascript; charset=utf-8");
+  assert.equal(await served.text(), await readFile(new URL("../hearth-client.js", import.meta.url), "utf8"));
+});
+
+test("no timer or socket is left after close(): node exits by itself", async () => {
+  const script = `
+    import { WebSocket } from "ws";
+    import { Hearth } from ${JSON.stringify(new URL("../hearth-client.js", import.meta.url).href)};
+    const hearth = new Hearth({ url: ${JSON.stringify(servers.url)}, WebSocket });
+    await hearth.createIdentity();
+    const { sessionId } = await hearth.createSession();
+    const session = await hearth.joinSession(sessionId);
+    await session.ready;
+    await session.send({ text: "bye" });
+    const display = await hearth.registerDisplay();
+    display.close();
+    const waiting = hearth.findMatch().catch((e) => e.code);
+    await new Promise((r) => setTimeout(r, 300));
+    await hearth.leaveQueue();
+    console.log(await waiting);
+    session.close();
+    console.log("closed");
+  `;
+  const started = Date.now();
+  const { status, out, err } = await runNode(["--input-type=module", "-e", script], {
+    cwd: fileURLToPath(new URL("..", import.meta.url)),
+    ms: 15000,
+  });
+  assert.equal(status, 0, out + err);
+  assert.deepEqual(out.trim().split("\n"), ["cancelled", "closed"]);
+  assert.ok(Date.now() - started < 15000);
 });

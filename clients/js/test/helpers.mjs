@@ -72,10 +72,12 @@ export class MemoryStorage {
 }
 
 /** A round-robin TCP proxy in front of servers (URLs), as a load balancer: a connection goes to the next
- * one that accepts it. `cut()` drops every connection; while `refusing`, new ones are dropped at once. */
+ * one that accepts it. `cut()` drops every connection, `freeze()` silences them; while `refusing`, new ones
+ * are dropped at once. */
 export async function roundRobinProxy(urls) {
   let upstreams = urls.map((url) => Number(new URL(url).port));
   const sockets = new Set();
+  const pairs = new Set();
   let turn = 0;
   const proxy = { refusing: false };
   const server = net.createServer((downstream) => {
@@ -92,6 +94,8 @@ export async function roundRobinProxy(urls) {
         sockets.add(upstream);
         upstream.on("close", () => sockets.delete(upstream));
         downstream.pipe(upstream).pipe(downstream);
+        pairs.add([downstream, upstream]);
+        downstream.on("close", () => pairs.forEach((p) => p[0] === downstream && pairs.delete(p)));
         downstream.resume();
         downstream.on("error", () => upstream.destroy());
         upstream.on("close", () => downstream.destroy());
@@ -114,10 +118,93 @@ export async function roundRobinProxy(urls) {
     cut: () => {
       for (const socket of sockets) socket.destroy();
     },
+    /** Stops forwarding on every open connection without closing it, as a dead network path does. */
+    freeze: () => {
+      for (const [downstream, upstream] of pairs) {
+        downstream.unpipe(upstream);
+        upstream.unpipe(downstream);
+        downstream.pause();
+        upstream.pause();
+      }
+      pairs.clear();
+    },
     close: () =>
       new Promise((resolve) => {
         for (const socket of sockets) socket.destroy();
         server.close(resolve);
       }),
   });
+}
+
+/** Runs node with `args` until it exits by itself: {status, out, err}; status is a message after `ms`. */
+export async function runNode(args, { cwd, ms = 60000, onOutput = () => {} } = {}) {
+  const { spawn } = await import("node:child_process");
+  const child = spawn(process.execPath, args, { cwd, stdio: ["ignore", "pipe", "pipe"] });
+  const result = { out: "", err: "" };
+  child.stdout.on("data", (chunk) => {
+    result.out += chunk;
+    onOutput(result.out);
+  });
+  child.stderr.on("data", (chunk) => (result.err += chunk));
+  result.status = await new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      resolve(`still running after ${ms} ms`);
+    }, ms);
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+  });
+  return result;
+}
+
+/** A minimal EventSource over fetch (Node 20 has none), enough for a display's event stream: named
+ * events, `readyState`, `close()`, `onerror` once the stream ends or fails. */
+export class FetchEventSource {
+  constructor(url) {
+    this.readyState = 0;
+    this.onerror = null;
+    this._listeners = new Map();
+    this._abort = new AbortController();
+    this._run(url).catch(() => {
+      if (this.readyState === 2) return;
+      this.readyState = 2;
+      this.onerror?.(new Event("error"));
+    });
+  }
+
+  addEventListener(type, handler) {
+    if (!this._listeners.has(type)) this._listeners.set(type, []);
+    this._listeners.get(type).push(handler);
+  }
+
+  close() {
+    this.readyState = 2;
+    this._abort.abort();
+  }
+
+  async _run(url) {
+    const response = await fetch(url, { signal: this._abort.signal, headers: { Accept: "text/event-stream" } });
+    if (!response.ok) throw new Error(`status ${response.status}`);
+    this.readyState = 1;
+    let buffer = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of response.body) {
+      buffer += decoder.decode(chunk, { stream: true });
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let type = "message";
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (line.startsWith("event:")) type = line.slice(6).trim();
+          else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+        }
+        if (data.length) for (const handler of this._listeners.get(type) ?? []) handler({ data: data.join("\n") });
+      }
+    }
+    throw new Error("the stream ended");
+  }
 }
