@@ -5,11 +5,14 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 LOG_LEVELS = ("info", "debug", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
+ANY_ORIGIN = ("*",)
+_ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://(\[[0-9a-f:.]+\]|[a-z0-9.-]+)(:[0-9]{1,5})?")
 
 
 class Secret:
@@ -71,6 +74,8 @@ class Settings:
     anonymous: bool = True
     # Peers whose X-Forwarded-For is believed (app.api.client_address).
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Origins whose pages may use Hearth (app.cors): ("*",) for any.
+    cors_origins: tuple[str, ...] = ANY_ORIGIN
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -111,6 +116,7 @@ class Settings:
             auth_audience=env.get("HEARTH_AUTH_AUDIENCE", "").strip(),
             anonymous=_choice(env, "HEARTH_ANONYMOUS", ("on", "off")) == "on",
             trusted_proxies=_networks(env, "HEARTH_TRUSTED_PROXIES"),
+            cors_origins=_origins(env, "HEARTH_CORS_ORIGINS"),
         )
 
 
@@ -140,6 +146,28 @@ def _networks(env: Mapping[str, str], name: str) -> tuple[ipaddress.IPv4Network 
                 message = f"hearth: {name} must be comma-separated CIDRs (got {part.strip()!r})"
                 raise SystemExit(message) from None
     return tuple(networks)
+
+
+def _origins(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """`*` (also when unset) or comma-separated origins, `scheme://host[:port]`; a clear exit otherwise."""
+    text = env.get(name, "").strip()
+    if text in ("", "*"):
+        return ANY_ORIGIN
+    origins = []
+    for part in text.split(","):
+        origin = part.strip().lower()
+        if origin == "*":
+            raise SystemExit(f"hearth: {name}: * allows every origin, it cannot be in a list (got {text!r})")
+        if origin and not _ORIGIN.fullmatch(origin):
+            raise SystemExit(
+                f"hearth: {name} must be * or comma-separated origins, scheme://host[:port] with no path and "
+                f"no trailing slash, e.g. https://app.example.org (got {part.strip()!r})"
+            )
+        if origin:
+            origins.append(origin)
+    if not origins:
+        raise SystemExit(f"hearth: {name} must be * or comma-separated origins (got {text!r})")
+    return tuple(dict.fromkeys(origins))
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

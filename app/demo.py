@@ -1,9 +1,10 @@
-"""The demo page at `/`: a display and a controller that pair, show presence and talk over WebRTC.
+"""The demo page at `/`: pairing (a display and a controller that talk over WebRTC), a room (presence and
+chat across reconnects) and a match (queue, match, LiveKit room and token).
 
-Plain HTML, CSS and JavaScript under app/static/ (no build step). The page uses only the public API
-(SPEC sections 5-6): identities, displays and their event stream, pairing, the websocket with `after`
-on reconnect, and `signal` frames to set up a DataChannel. The one server-side helper is the QR code
-of the controller link, rendered here as SVG with segno.
+Plain HTML, CSS and an ES module under app/static/ (no build step). The page holds no protocol code of its
+own: it imports the hearth-client package from `/v1/hearth-client.js`, which speaks the public API. Served
+by another web server, it talks to the Hearth named by `?api=` (CORS). The one server-side helper is the QR
+code of the controller link, rendered here as SVG with segno.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame
 
+from app import cors
 from app.config import Settings
 from app.metrics import Metrics
 
@@ -232,6 +233,7 @@ class HttpProtocol(HttpToolsProtocol):
                     b"content-type: application/json\r\n",
                     b"content-length: %d\r\n" % len(body),
                     b"connection: close\r\n",
+                    *cors.edge_headers(self.settings.cors_origins),
                     *headers,
                     b"\r\n",
                     body,

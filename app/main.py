@@ -12,12 +12,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import WebSocketRoute
+from starlette.types import ASGIApp
 
 from app import demo, edge, http, livekit, logs, matching, pairing, sdk
 from app.appauth import AppAuth
 from app.broadcast import CHANNEL as BROADCAST_CHANNEL
 from app.broadcast import Broadcasts, channel_key
 from app.config import Settings
+from app.cors import Cors
 from app.db import Database
 from app.errors import HearthError
 from app.events import Event, Listener
@@ -55,7 +57,8 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
 
     metrics = Metrics()
 
-    app = Starlette(
+    app = _Hearth(
+        settings.cors_origins,
         routes=[
             *http.routes,
             *pairing.routes,
@@ -75,6 +78,18 @@ def create_app(settings: Settings | None = None, *, heartbeat_flush_s: float = 1
     )
     app.state.metrics = metrics  # the edge's protocols count what they refuse (uvicorn_config)
     return app
+
+
+class _Hearth(Starlette):
+    """The app, wrapped in its CORS layer outside Starlette's error middleware: internal errors carry the
+    CORS headers too."""
+
+    def __init__(self, cors_origins: tuple[str, ...], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cors_origins = cors_origins
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return Cors(super().build_middleware_stack(), self.cors_origins)
 
 
 @contextlib.asynccontextmanager
