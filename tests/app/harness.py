@@ -21,6 +21,9 @@ from app.cluster import free_port
 SECRET = "test-secret-for-hearth-tokens-0123456789"
 ADMIN_TOKEN = "test-admin-token"
 ROOT = Path(__file__).resolve().parents[2]
+# How long an instance may take to answer /readyz. A liveness bound, not a speed claim: on a loaded 2-core
+# machine, importing the app and opening its pool took over 20 s, and the suite errored on it.
+READY_TIMEOUT_S = 90.0
 
 
 class Instance:
@@ -53,7 +56,7 @@ class Instance:
             stderr=subprocess.STDOUT,
         )
 
-    def wait_ready(self, timeout: float = 20.0) -> None:
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -66,7 +69,7 @@ class Instance:
             time.sleep(0.05)
         raise RuntimeError(f"{self.name} not ready: {self.tail()}")
 
-    async def ready(self, timeout: float = 30.0) -> Instance:
+    async def ready(self, timeout: float = READY_TIMEOUT_S) -> Instance:
         """`wait_ready` for an event loop that has other work meanwhile."""
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=1) as client:
