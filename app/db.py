@@ -22,7 +22,15 @@ from app.errors import from_postgres
 from app.metrics import Metrics
 
 # What a call raises when the database cannot be reached or answered in time (not a client's fault).
-UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# InternalClientError: a connection whose server went away mid-exchange ("cannot switch to state 12;
+# another operation (2) is in progress"), seen while PostgreSQL restarts.
+UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 # Errors of a failed guess at a code: counted against the client's address.
 _GUESS_ERRORS = ("HT400", "HT404", "HT410")
 # Advisory lock key (hashed) of one client address's code attempts.
