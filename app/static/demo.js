@@ -650,11 +650,14 @@ function showMatch(match) {
   $("match-peer").textContent = "someone";
   follow(session);
   setStatus("Matched.", "ok");
-  session.on("presence", (list) => {
+  const showPresence = (list) => {
     const peer = list.find((p) => p.identity_id === match.peerIdentityId);
     if (peer) $("match-peer").textContent = peer.display_name || "someone";
     renderPresence($("match-presence"), list, session.participantId);
-  });
+  };
+  session.on("presence", showPresence);
+  // The welcome may have come before this handler: start from the list as it is now.
+  showPresence(session.presence);
   let ended = null; // match.ended: who skipped or ended it
   session.on("match.ended", (frame) => {
     ended = frame;
