@@ -16,6 +16,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from app import db, jsonin, tokens
 from app.errors import HearthError
 from app.events import Event
+from app.frames import FRAMED
 from app.hub import OnEvent, Subscriber
 from app.ratelimit import RateLimits
 from app.resume import resume_points
@@ -59,17 +60,17 @@ def _error_frame(code: str, message: str, ref: str | None = None) -> str:
 
 
 async def _writer(websocket: WebSocket, sub: Subscriber) -> None:
+    """Everything queued since the last write goes out in one write (frames built by app.frames, most
+    of them shared with every other socket of the stream)."""
     with contextlib.suppress(Exception):
         while True:
             frames = await sub.next_frames()
             # A peer that stops reading fills the socket buffers: past this, it is given up on.
-            # (One deadline per batch: wait_for would wrap every send in a task of its own.)
             async with asyncio.timeout(SEND_TIMEOUT_S):
                 if not frames:
                     await websocket.close(sub.close_code or 1000, sub.close_reason[:120])
                     return
-                for frame in frames:
-                    await websocket.send_text(frame)
+                await websocket.send({"type": "websocket.send", FRAMED: frames})
 
 
 # What a session socket acts on in its own session's stream (an identity socket acts on nothing).
