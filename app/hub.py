@@ -230,12 +230,13 @@ class Hub:
         try:
             yield subscriber
         finally:
-            self._remove(subscriber)
+            self.leave(subscriber)
 
     def add(self, stream_id: str, subscriber: Subscriber) -> None:
         self._streams.setdefault(stream_id, set()).add(subscriber)
 
-    def _remove(self, subscriber: Subscriber) -> None:
+    def leave(self, subscriber: Subscriber) -> None:
+        """The subscriber leaves every stream it follows (what `subscribe`'s block does at its end)."""
         for stream_id in subscriber.streams:
             subs = self._streams.get(stream_id)
             if subs is not None:

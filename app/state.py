@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.appauth import AppAuth
 from app.broadcast import Broadcasts
@@ -15,6 +15,7 @@ from app.limits import SocketLimit
 from app.loops import Supervisor
 from app.metrics import Metrics
 from app.ratelimit import RateLimits
+from app.rooms import Rooms
 
 
 @dataclass
@@ -31,3 +32,7 @@ class AppState:
     broadcasts: Broadcasts
     sockets: SocketLimit
     app_auth: AppAuth
+    rooms: Rooms = field(init=False)  # the presence of the sessions with sockets here, for welcomes
+
+    def __post_init__(self) -> None:
+        self.rooms = Rooms(self.hub, self.db)
