@@ -219,6 +219,13 @@ class Database:
         seq: int = await self._value("post_message", participant_id, body)
         return seq
 
+    async def post_messages(
+        self, session_id: uuid.UUID, participant_ids: Sequence[uuid.UUID], bodies: Sequence[dict[str, Any]]
+    ) -> list[tuple[int | None, str | None, str | None]]:
+        """One transaction for the batch; per element its seq, or the HT code and message it failed with."""
+        rows = await self._rows("post_messages", session_id, list(participant_ids), list(bodies))
+        return [(r["seq"], r["error_code"], r["error_message"]) for r in rows]
+
     async def relay_signal(
         self, sender: uuid.UUID, recipient: uuid.UUID, kind: str, data: dict[str, Any]
     ) -> int:

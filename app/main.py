@@ -29,6 +29,7 @@ from app.livekit import RoomWorker
 from app.loops import Supervisor
 from app.maintenance import Maintenance
 from app.metrics import Metrics
+from app.postbatch import PostBatcher
 from app.ratelimit import RateLimits
 from app.state import AppState
 from app.ws import websocket_endpoint
@@ -114,9 +115,10 @@ async def _running(
     loops = Supervisor(metrics)
     sockets = SocketLimit(db.setting_integer)
     app_auth = AppAuth(settings)
+    posts = PostBatcher(db.post_messages, db.post_message)
     app.state.hearth = AppState(
         settings, metrics, db, hub, listener, heartbeats, interval_s, loops, rate_limits, broadcasts, sockets,
-        app_auth,
+        app_auth, posts,
     )
     loops.start("listener", listener.run)
     loops.start("dispatcher", hub.run)
@@ -142,6 +144,7 @@ async def _running(
         # uvicorn has already closed the websockets with 1012 by now.
         await loops.stop()
         await heartbeats.close()  # the last touch, once the flusher has stopped
+        await posts.close()  # the batches in flight commit before the pool closes
         await hub.stop()
         if room_worker is not None:
             await room_worker.close()

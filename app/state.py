@@ -14,6 +14,7 @@ from app.hub import Hub
 from app.limits import SocketLimit
 from app.loops import Supervisor
 from app.metrics import Metrics
+from app.postbatch import PostBatcher
 from app.ratelimit import RateLimits
 from app.rooms import Rooms
 
@@ -32,6 +33,7 @@ class AppState:
     broadcasts: Broadcasts
     sockets: SocketLimit
     app_auth: AppAuth
+    posts: PostBatcher
     rooms: Rooms = field(init=False)  # the presence of the sessions with sockets here, for welcomes
 
     def __post_init__(self) -> None:

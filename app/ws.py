@@ -287,7 +287,7 @@ async def _read_loop(
                 sub.close(4429, "too many frames")
                 return
             ref = _ref(frame)
-            reply = await _handle_frame(state, participant_id, frame, ref)
+            reply = await _handle_frame(state, session_id, participant_id, frame, ref)
         except db.UNAVAILABLE:
             sub.push(_error_frame("HT503", "the database is unavailable; try again", ref))
             continue
@@ -338,7 +338,11 @@ def _ref(frame: dict[str, Any]) -> str | None:
 
 
 async def _handle_frame(
-    state: AppState, participant_id: uuid.UUID | None, frame: dict[str, Any], ref: str | None
+    state: AppState,
+    session_id: uuid.UUID | None,
+    participant_id: uuid.UUID | None,
+    frame: dict[str, Any],
+    ref: str | None,
 ) -> str | None:
     """What to answer: a pong, an ack for a frame with a ref, or nothing."""
     kind = frame["type"]
@@ -346,13 +350,14 @@ async def _handle_frame(
         return '{"type":"pong"}'
     if kind not in ("message", "signal"):
         raise HearthError("HT400", f"unknown frame type {kind[:40]!r}")
-    if participant_id is None:
+    if participant_id is None or session_id is None:
         raise HearthError("HT403", "an identity token cannot send to a session; join it first")
     if kind == "message":
         body = frame.get("body")
         if not isinstance(body, dict) or set(frame) - {"type", "body", "ref"}:
             raise HearthError("HT400", "message frames are {type, body: object, ref?}")
-        return _ack_frame(ref, await state.db.post_message(participant_id, body))
+        # Group commit with the session's other frames that reach this instance meanwhile (app.postbatch).
+        return _ack_frame(ref, await state.posts.post(session_id, participant_id, body))
     to, signal_kind, data = frame.get("to"), frame.get("kind"), frame.get("data")
     if (
         set(frame) - {"type", "to", "kind", "data", "ref"}

@@ -135,12 +135,14 @@ async def test_a_database_refusal_is_an_ht503_with_the_ref(
 ) -> None:
     [(_, ann)] = await _members(api, "ann")
     ws = await _open(pair[0], ann)
-    await sql.execute("REVOKE EXECUTE ON FUNCTION hearth.post_message(uuid, jsonb) FROM hearth_app")
+    # The batch function, and post_message that the batcher falls back to when a batch is refused whole.
+    functions = "hearth.post_messages(uuid, uuid[], jsonb[]), hearth.post_message(uuid, jsonb)"
+    await sql.execute(f"REVOKE EXECUTE ON FUNCTION {functions} FROM hearth_app")
     try:
         await ws.send({"type": "message", "body": {"n": 1}, "ref": "while-down"})
         error = await _answer(ws)
     finally:
-        await sql.execute("GRANT EXECUTE ON FUNCTION hearth.post_message(uuid, jsonb) TO hearth_app")
+        await sql.execute(f"GRANT EXECUTE ON FUNCTION {functions} TO hearth_app")
     assert (error["type"], error["code"], error["ref"]) == ("error", "HT503", "while-down")
     await ws.send({"type": "message", "body": {"n": 2}, "ref": "retried"})
     assert (await _answer(ws))["ref"] == "retried"

@@ -160,6 +160,15 @@ CASES: list[tuple[str, list[Any]]] = [
     ("SELECT hearth.post_message($1, 'null')", [":participant"]),
     ("SELECT hearth.post_message($1, $2::jsonb)", [":participant", '{"x": "' + "a" * 33_000 + '"}']),
     ("SELECT hearth.post_message($1, '{}')", [UNKNOWN]),
+    # post_messages (a bad element is a row, not an error: only bad arrays raise)
+    ("SELECT * FROM hearth.post_messages(NULL, ARRAY[$1::uuid], ARRAY['{}'::jsonb])", [":participant"]),
+    ("SELECT * FROM hearth.post_messages($1, NULL, ARRAY['{}'::jsonb])", [":session"]),
+    ("SELECT * FROM hearth.post_messages($1, ARRAY[$2::uuid], NULL)", [":session", ":participant"]),
+    ("SELECT * FROM hearth.post_messages($1, '{}', '{}')", [":session"]),
+    (
+        "SELECT * FROM hearth.post_messages($1, ARRAY[$2::uuid, $2], ARRAY['{}'::jsonb])",
+        [":session", ":participant"],
+    ),
     # relay_signal
     ("SELECT hearth.relay_signal(NULL, $1, 'offer', '{}')", [":peer"]),
     ("SELECT hearth.relay_signal($1, NULL, 'offer', '{}')", [":participant"]),
