@@ -209,3 +209,36 @@ async def test_a_postgres_restart_loses_nothing_acked_and_duplicates_nothing(
     for pid in senders:
         mine = [n for p, n, _ in sent if p == str(pid)]
         assert mine == list(range(count))  # each once, in order
+
+
+async def test_a_batch_refused_whole_is_posted_one_by_one(
+    db: asyncpg.Connection, admin: asyncpg.Connection, database: Database
+) -> None:
+    """When the database refuses the batch call itself (nothing of it committed), each frame is posted
+    alone, in order, and still gets its own answer."""
+    s = await session(db)
+    alice, gone = await member(db, s), await member(db, s)
+    assert await leave(db, gone)
+    batcher = _batcher(database)
+    await admin.execute(
+        "REVOKE EXECUTE ON FUNCTION hearth.post_messages(uuid, uuid[], jsonb[]) FROM hearth_app"
+    )
+    try:
+        results = await asyncio.gather(
+            batcher.post(s, alice, {"n": 1}),
+            batcher.post(s, gone, {"n": 2}),
+            batcher.post(s, alice, {"n": 3}),
+            return_exceptions=True,
+        )
+    finally:
+        await admin.execute(
+            "GRANT EXECUTE ON FUNCTION hearth.post_messages(uuid, uuid[], jsonb[]) TO hearth_app"
+        )
+    first, left, last = results
+    assert isinstance(first, int) and last == first + 1
+    assert isinstance(left, HearthError) and left.code == "HT403"
+    assert [e["payload"]["body"] for e in await events(db, s, after=first - 1)] == [{"n": 1}, {"n": 3}]
+    calls = database.metrics.registry.get_sample_value(
+        "hearth_db_call_seconds_count", {"function": "post_message"}
+    )
+    assert calls == 3  # the fallback's, one per frame
