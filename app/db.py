@@ -169,6 +169,11 @@ class Database:
         state: dict[str, Any] = await self._value("session_state", session_id)
         return state
 
+    async def check_session_expiry(self, session_id: uuid.UUID, at: datetime) -> bool:
+        """Whether the session is over or due at `at`."""
+        due: bool = await self._value("check_session_expiry", session_id, at)
+        return due
+
     async def join_session(self, session_id: uuid.UUID, identity_id: uuid.UUID, role: str) -> uuid.UUID:
         participant_id: uuid.UUID = await self._value("join_session", session_id, identity_id, role)
         return participant_id

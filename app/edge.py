@@ -18,6 +18,9 @@ Websockets keep uvicorn's websockets-sansio protocol and add:
 - ping and pong frames are rate-limited (ws_pings_per_s, bursts of 4x; past it the socket is closed
   with 4429), so a flood of control frames cannot take the event loop for itself: the app's own frame
   limit never sees them;
+- frames the app built itself (`{"type": "websocket.send", "hearth.framed": bytes}`, offered through the
+  scope extension `hearth.framed`) are written as they are, in one write: an event is framed once for
+  every socket, and a socket's queued frames go out in one system call;
 - after Hearth's close frame no pong is written, what still arrives is dropped (past a quarter of
   ws_max_buffered_bytes, at most 64 KiB, the peer is aborted), and the closing handshake takes at most
   ws_close_timeout_s (at once aborted when the peer is not reading): then the connection is aborted,
@@ -34,16 +37,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import httptools
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame
+from websockets.http11 import Request
 
 from app import cors
 from app.config import Settings
+from app.frames import FRAMED
 from app.metrics import Metrics
 
 log = logging.getLogger("hearth.edge")
@@ -341,7 +347,16 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self.transport.resume_reading()
         self.close_timer = self.loop.call_later(self.close_timeout, self.abort, "close timeout")
 
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        if self.response.status_code == 101:
+            self.scope["extensions"][FRAMED] = {}
+
     async def send(self, message: ASGISendEvent) -> None:
+        framed = cast(dict[str, Any], message).get(FRAMED) if message["type"] == "websocket.send" else None
+        if framed is not None:
+            await self._send_framed(framed)
+            return
         closing = message["type"] == "websocket.close" and self.handshake_complete
         if closing and self.write_blocked:
             # The peer reads nothing: a close frame would wait behind what it has not read.
@@ -356,6 +371,16 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             # would wait for it to read what it has not.
             self.close_timer.cancel()
             self.close_timer = self.loop.call_later(self.close_timeout, self.abort, "close timeout")
+
+    async def _send_framed(self, data: bytes) -> None:
+        """Frames built by the app (app.frames), written as they are in one write: the bytes of one
+        event are shared by every socket it goes to, and a socket's queued frames go out together."""
+        await self.writable.wait()
+        if self.disconnected or self.close_sent:
+            raise ClientDisconnected()
+        if not self.handshake_complete or self.initial_response is not None:
+            raise RuntimeError("framed websocket data before the handshake was accepted")
+        self.transport.write(data)
 
 
 class _BoundedTransport(asyncio.Transport):

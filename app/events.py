@@ -17,12 +17,13 @@ import contextlib
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from app.frames import text_frame
 from app.metrics import Metrics
 
 CHANNEL = "hearth_events"
@@ -40,6 +41,13 @@ class Event:
     text: str
     identity: bool = False
     at: datetime | None = None
+    _wire: bytes | None = field(default=None, repr=False, compare=False)
+
+    def wire(self) -> bytes:
+        """The event's websocket frame, built at the first call and shared by every later one."""
+        if self._wire is None:
+            self._wire = text_frame(self.text)
+        return self._wire
 
     @classmethod
     def from_row(cls, row: Any) -> Event:

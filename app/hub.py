@@ -13,6 +13,10 @@ listener was down, rows deleted), and the subscriber catches up from the table w
 frames, then goes live again. So a client sees every event of its streams once, in order, whatever
 the listener went through. The same routine brings a new subscriber from its `after` to live.
 
+Each event is framed once per instance (`Event.wire`, app.frames) and the same bytes are queued to
+every subscriber that gets it; a socket's writer takes its whole queue, joined, for one write, so a
+dispatch round costs each socket one write however many events it brought.
+
 A subscription is an async context manager (`async with hub.subscribe(...) as sub`, as broadcaster's
 `subscribe()`): the subscriber leaves the hub when the block ends, however it ends. A consumer declares
 the event types it acts on (`watch`) and what to do with one (`on_event`); a consumer that only watches
@@ -30,6 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 from app.events import Event, parse_doorbell
+from app.frames import text_frame
 from app.metrics import Metrics
 
 log = logging.getLogger("hearth.hub")
@@ -66,7 +71,7 @@ class Subscriber:
         self.participant_id = participant_id
         self.next_seq: dict[str, int] = {}
         self._buffers: dict[str, list[Event]] = {}  # streams being caught up: live frames wait here
-        self._out: deque[str] = deque()
+        self._out: deque[bytes] = deque()  # websocket frames, ready to write
         self._out_bytes = 0
         self._wake = asyncio.Event()
         self.close_code: int | None = None
@@ -105,16 +110,22 @@ class Subscriber:
     def _deliver(self, event: Event) -> None:
         self.next_seq[event.stream_id] = event.seq + 1
         if self._send:
-            self.push(event.text)
+            self.push_frame(event.wire())  # framed once, the same bytes for every subscriber
             self.hub.delivered += 1
         if self._on_event is not None and event.type in self._watch:
             self._on_event(self, event)
 
     def push(self, text: str) -> None:
+        """Queue a frame of this socket's own (a welcome, an ack, an error)."""
+        if self.close_code is None:
+            self.push_frame(text_frame(text))
+
+    def push_frame(self, frame: bytes) -> None:
+        """Queue a websocket frame (app.frames), often one shared with other subscribers."""
         if self.close_code is not None:
             return
-        self._out.append(text)
-        self._out_bytes += len(text)
+        self._out.append(frame)
+        self._out_bytes += len(frame)
         if len(self._out) > MAX_QUEUED_FRAMES or self._out_bytes > MAX_QUEUED_BYTES:
             self._out.clear()
             self._out_bytes = 0
@@ -135,12 +146,13 @@ class Subscriber:
             self.close_reason = reason
         self._wake.set()
 
-    async def next_frames(self) -> list[str]:
-        """Wait for queued frames; an empty list means: close now (see close_code)."""
+    async def next_frames(self) -> bytes:
+        """Wait for queued frames and take them all, joined for one write; empty means: close now (see
+        close_code)."""
         while not self._out and self.close_code is None:
             self._wake.clear()
             await self._wake.wait()
-        frames = list(self._out)
+        frames = self._out[0] if len(self._out) == 1 else b"".join(self._out)
         self._out.clear()
         self._out_bytes = 0
         return frames
@@ -218,12 +230,13 @@ class Hub:
         try:
             yield subscriber
         finally:
-            self._remove(subscriber)
+            self.leave(subscriber)
 
     def add(self, stream_id: str, subscriber: Subscriber) -> None:
         self._streams.setdefault(stream_id, set()).add(subscriber)
 
-    def _remove(self, subscriber: Subscriber) -> None:
+    def leave(self, subscriber: Subscriber) -> None:
+        """The subscriber leaves every stream it follows (what `subscribe`'s block does at its end)."""
         for stream_id in subscriber.streams:
             subs = self._streams.get(stream_id)
             if subs is not None:

@@ -224,6 +224,9 @@ def uvicorn_config(app: Any, settings: Settings) -> dict[str, Any]:
         "host": settings.host,
         "port": settings.port,
         "ws_max_size": 64 * 1024,
+        # Declined: frames are built once for every socket (app.frames), and a compressor per socket
+        # would cost its memory and CPU for JSON frames of a few hundred bytes.
+        "ws_per_message_deflate": False,
         "ws_ping_interval": 20.0,
         # A pong overdue for three ping intervals closes the connection.
         "ws_ping_timeout": 60.0,

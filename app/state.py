@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.appauth import AppAuth
 from app.broadcast import Broadcasts
@@ -16,6 +16,7 @@ from app.loops import Supervisor
 from app.metrics import Metrics
 from app.postbatch import PostBatcher
 from app.ratelimit import RateLimits
+from app.rooms import Rooms
 
 
 @dataclass
@@ -33,3 +34,7 @@ class AppState:
     sockets: SocketLimit
     app_auth: AppAuth
     posts: PostBatcher
+    rooms: Rooms = field(init=False)  # the presence of the sessions with sockets here, for welcomes
+
+    def __post_init__(self) -> None:
+        self.rooms = Rooms(self.hub, self.db)

@@ -16,9 +16,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from app import db, jsonin, tokens
 from app.errors import HearthError
 from app.events import Event
+from app.frames import FRAMED
 from app.hub import OnEvent, Subscriber
 from app.ratelimit import RateLimits
 from app.resume import resume_points
+from app.rooms import Room, encode_entry
 from app.state import AppState
 
 log = logging.getLogger("hearth.ws")
@@ -59,17 +61,17 @@ def _error_frame(code: str, message: str, ref: str | None = None) -> str:
 
 
 async def _writer(websocket: WebSocket, sub: Subscriber) -> None:
+    """Everything queued since the last write goes out in one write (frames built by app.frames, most
+    of them shared with every other socket of the stream)."""
     with contextlib.suppress(Exception):
         while True:
             frames = await sub.next_frames()
             # A peer that stops reading fills the socket buffers: past this, it is given up on.
-            # (One deadline per batch: wait_for would wrap every send in a task of its own.)
             async with asyncio.timeout(SEND_TIMEOUT_S):
                 if not frames:
                     await websocket.close(sub.close_code or 1000, sub.close_reason[:120])
                     return
-                for frame in frames:
-                    await websocket.send_text(frame)
+                await websocket.send({"type": "websocket.send", FRAMED: frames})
 
 
 # What a session socket acts on in its own session's stream (an identity socket acts on nothing).
@@ -114,7 +116,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         state.hub.subscribe(pid, watch=watch[0], on_event=watch[1]) as sub,
         _writing(websocket, sub) as writer,
     ):
-        with contextlib.ExitStack() as presence:
+        async with contextlib.AsyncExitStack() as presence:
             try:
                 sub.follow(str(claims.identity_id))
                 if claims.session_id is None:
@@ -149,7 +151,7 @@ async def _open_identity_stream(
     sub: Subscriber,
     claims: tokens.Claims,
     after: int | None,
-    presence: contextlib.ExitStack,
+    presence: contextlib.AsyncExitStack,
 ) -> None:
     """An identity token: its welcome (recovered: whether `after` replays in full), then its stream."""
     identity = str(claims.identity_id)
@@ -170,7 +172,7 @@ async def _open_session_stream(
     sub: Subscriber,
     claims: tokens.Claims,
     afters: tuple[int | None, int | None],
-    presence: contextlib.ExitStack,
+    presence: contextlib.AsyncExitStack,
 ) -> None:
     """A session token: the participant must still be in a live session; its welcome (with who is
     present and whether both streams replay in full), then the session's stream from `after` and the
@@ -182,37 +184,63 @@ async def _open_session_stream(
     session_point, identity_point = await resume_points(
         state.db, [(claims.session_id, afters[0]), (claims.identity_id, afters[1])]
     )
-    snapshot = await state.db.session_state(claims.session_id)
-    if snapshot["expired"]:
-        raise HearthError("HT410", "session is expired or ended")
-    if all(p["participant_id"] != str(participant_id) for p in snapshot["participants"]):
-        raise HearthError("HT404", "participant is no longer in the session; join again")
+    room = await presence.enter_async_context(state.rooms.hold(claims.session_id))
+    resume_after = None if afters[0] is None else session_point.after
+    if await _room_serves(state, room, str(participant_id), resume_after):
+        seq, present = room.seq, room.presence()  # no await since the room was checked
+    else:  # in doubt: the database's snapshot
+        seq, present = await _snapshot(state, claims.session_id, str(participant_id))
     recovered = session_point.recovered and identity_point.recovered
-    sub.push(json.dumps(_session_welcome(state, claims, snapshot, identity_point.head, recovered)))
+    sub.push(_session_welcome(state, claims, present, seq, identity_point.head, recovered))
     state.broadcasts.add(session, sub)
     presence.callback(state.broadcasts.remove, session, sub)
     state.heartbeats.connected(participant_id)
     presence.callback(state.heartbeats.disconnected, participant_id)
     # Without after, live from the snapshot the presence list was read at.
-    await sub.go_live(session, snapshot["seq"] if afters[0] is None else session_point.after)
+    await sub.go_live(session, seq if resume_after is None else resume_after)
     await sub.go_live(str(claims.identity_id), identity_point.after)
 
 
+async def _room_serves(state: AppState, room: Room, participant_id: str, after: int | None) -> bool:
+    """Whether the instance's cached room can give this welcome (app.rooms says when it cannot)."""
+    if not (room.live and room.present(participant_id)) or (after is not None and after > room.seq):
+        return False
+    if not await state.rooms.not_due(room):
+        return False
+    return room.live and room.present(participant_id) and (after is None or after <= room.seq)
+
+
+async def _snapshot(state: AppState, session_id: uuid.UUID, participant_id: str) -> tuple[int, str]:
+    """(seq, presence list as JSON text) from the database; HT410 / HT404 when the socket may not open."""
+    snapshot = await state.db.session_state(session_id)
+    if snapshot["expired"]:
+        raise HearthError("HT410", "session is expired or ended")
+    if all(p["participant_id"] != participant_id for p in snapshot["participants"]):
+        raise HearthError("HT404", "participant is no longer in the session; join again")
+    return snapshot["seq"], "[" + ", ".join(map(encode_entry, snapshot["participants"])) + "]"
+
+
 def _session_welcome(
-    state: AppState, claims: tokens.Claims, snapshot: dict[str, Any], identity_seq: int, recovered: bool
-) -> dict[str, Any]:
-    keys = ("participant_id", "identity_id", "role", "display_name", "joined_at")
-    return {
-        "type": "welcome",
-        "session_id": str(claims.session_id),
-        "participant_id": str(claims.participant_id),
-        "identity_id": str(claims.identity_id),
-        "presence": [{k: p[k] for k in keys} for p in snapshot["participants"]],
-        "seq": snapshot["seq"],
-        "identity_seq": identity_seq,
-        "heartbeat_interval_s": state.heartbeat_interval_s,
-        "recovered": recovered,
-    }
+    state: AppState, claims: tokens.Claims, present: str, seq: int, identity_seq: int, recovered: bool
+) -> str:
+    """The welcome's text around the presence list's (shared by the welcomes at one room state)."""
+    head = json.dumps(
+        {
+            "type": "welcome",
+            "session_id": str(claims.session_id),
+            "participant_id": str(claims.participant_id),
+            "identity_id": str(claims.identity_id),
+        }
+    )
+    tail = json.dumps(
+        {
+            "seq": seq,
+            "identity_seq": identity_seq,
+            "heartbeat_interval_s": state.heartbeat_interval_s,
+            "recovered": recovered,
+        }
+    )
+    return f'{head[:-1]}, "presence": {present}, {tail[1:]}'
 
 
 async def _run(

@@ -15,6 +15,7 @@ from app.errors import HearthError
 from app.events import Event
 from app.hub import Hub, Subscriber
 from app.metrics import Metrics
+from tests.app.wire import texts
 
 SESSION = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
 ANN = "11111111-1111-4111-8111-111111111111"
@@ -48,7 +49,7 @@ def _instance(key: bytes = KEY) -> tuple[Broadcasts, _Db, Metrics, Hub]:
 
 
 def _frames(sub: Subscriber) -> list[dict[str, Any]]:
-    return [json.loads(text) for text in sub._out]
+    return [json.loads(text) for frame in sub._out for text in texts(frame)]
 
 
 def _rejected(metrics: Metrics, reason: str) -> float:

@@ -14,6 +14,7 @@ import pytest
 from app.events import Event
 from app.hub import CLOSE_SLOW_CONSUMER, MAX_QUEUED_FRAMES, Hub, Subscriber
 from app.metrics import Metrics
+from tests.app.wire import texts
 
 A = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
 B = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
@@ -119,7 +120,7 @@ async def test_catch_up_skips_a_hole_of_deleted_rows(hub_table: tuple[Hub, Table
 async def _frames(sub: Subscriber) -> list[int]:
     """The seqs of what the subscriber's writer would send now."""
     frames = await asyncio.wait_for(sub.next_frames(), 2)
-    return [json.loads(frame)["seq"] for frame in frames]
+    return [json.loads(frame)["seq"] for frame in texts(frames)]
 
 
 async def test_a_gap_is_caught_up_from_the_table_in_order(hub_table: tuple[Hub, Table]) -> None:
@@ -168,7 +169,7 @@ async def test_frames_come_from_the_table_never_from_the_doorbell(hub_table: tup
         hub.notify(f"{A} 1")
         await _settle()
         frames = await asyncio.wait_for(sub.next_frames(), 2)
-        assert frames == ['{"seq": 1}']  # the table's text
+        assert texts(frames) == ['{"seq": 1}']  # the table's text
 
 
 async def test_resync_after_a_reconnect_reads_what_no_doorbell_announced(
@@ -196,10 +197,10 @@ async def test_a_slow_consumer_is_closed_and_its_queue_dropped(hub_table: tuple[
         for seq in range(1, MAX_QUEUED_FRAMES + 2):  # nobody reads
             slow.offer(Event(A, seq, "message", None, '{"seq": 0}'))
         assert slow.close_code == CLOSE_SLOW_CONSUMER
-        assert await asyncio.wait_for(slow.next_frames(), 2) == []  # the writer closes at once
+        assert await asyncio.wait_for(slow.next_frames(), 2) == b""  # the writer closes at once
         assert hub.metrics.registry.get_sample_value("hearth_ws_slow_consumer_closes_total") == 1
         slow.offer(Event(A, MAX_QUEUED_FRAMES + 2, "message", None, "{}"))
-        assert await asyncio.wait_for(slow.next_frames(), 2) == []
+        assert await asyncio.wait_for(slow.next_frames(), 2) == b""
 
 
 async def test_a_subscription_leaves_every_stream_when_its_block_ends(hub_table: tuple[Hub, Table]) -> None:
@@ -231,4 +232,36 @@ async def test_a_consumer_watches_the_event_types_it_declares(hub_table: tuple[H
             sub.offer(Event(A, seq, kind, None, "{}"))
         assert seen == ["session.paired"]
         sub.close(1000)
-        assert await asyncio.wait_for(sub.next_frames(), 2) == []  # it asked for no frames: none queued
+        assert await asyncio.wait_for(sub.next_frames(), 2) == b""  # it asked for no frames: none queued
+
+
+async def test_an_event_is_framed_once_and_its_bytes_shared_by_every_subscriber(
+    hub_table: tuple[Hub, Table],
+) -> None:
+    hub, table = hub_table
+    async with hub.subscribe(None) as ann, hub.subscribe(None) as bob:
+        for sub in (ann, bob):
+            sub.follow(A)
+            await sub.go_live(A, 0)
+        table.append(A, 1)
+        hub.notify(f"{A} 1")
+        await _settle()
+        assert ann._out[0] is bob._out[0]  # one bytes object, not a copy per socket
+        assert texts(ann._out[0]) == ['{"seq": 1}']
+
+
+async def test_a_dispatch_round_gives_each_socket_one_write(hub_table: tuple[Hub, Table]) -> None:
+    """Every frame a round brought, and the socket's own frames queued meanwhile, in one joined write."""
+    hub, table = hub_table
+    async with hub.subscribe(None) as sub:
+        sub.follow(A)
+        await sub.go_live(A, 0)
+        for seq in (1, 2, 3):
+            table.append(A, seq)
+            hub.notify(f"{A} {seq}")
+        sub.push('{"type":"pong"}')
+        await _settle()
+        assert len(table.reads) == 2  # go_live's, then one round for the three doorbells
+        write = await asyncio.wait_for(sub.next_frames(), 2)
+        assert texts(write) == ['{"type":"pong"}', '{"seq": 1}', '{"seq": 2}', '{"seq": 3}']
+        assert sub.queued == 0
