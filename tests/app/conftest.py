@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -41,8 +40,10 @@ def app_db(pg: PgServer, template_db: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def log_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="hearth-app-logs-"))
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The instances' logs: under pytest's base temporary directory, which keeps the last few runs' for
+    reading after a failure and removes older ones (a directory per module per run otherwise piles up)."""
+    return tmp_path_factory.mktemp("app-logs")
 
 
 def start_instances(
