@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import tempfile
 from pathlib import Path
 
@@ -29,6 +30,13 @@ def percentile(values: list[float], q: float) -> float | None:
     lo = int(k)
     hi = min(lo + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def save_json(path: str | None, results: object) -> None:
+    """Write a run's figures to `path` (the benchmarks' `--json FILE`), if one was given."""
+    if path:
+        with open(path, "w") as f:
+            json.dump(results, f, indent=2)
 
 
 def fmt_int(value: float) -> str:

@@ -34,7 +34,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from bench.common import NODE_DIR, fmt_int, log, log_dir
+from bench.common import NODE_DIR, fmt_int, log, log_dir, save_json
 from bench.load import Member, bench_cluster, create_database, make_members
 from bench.measure import CpuMeter, parse_prometheus
 from bench.processes import Proc, check_prerequisites, cluster_pids, hearth_server, raise_nofile
@@ -353,9 +353,7 @@ def parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = parser().parse_args()
     results = asyncio.run(run(args))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    save_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.common import fmt_int, log, log_dir, percentile
+from bench.common import fmt_int, log, log_dir, percentile, save_json
 from bench.load import (
     Target,
     Throughput,
@@ -297,9 +297,7 @@ def main() -> None:
         asyncio.run(listen_main(args.listen, args.channel))
         return
     results = asyncio.run(run(args))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    save_json(args.json, results)
 
 
 if __name__ == "__main__":

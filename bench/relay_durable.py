@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import statistics
 import uuid
 from typing import Any
@@ -36,7 +35,7 @@ from app.db import Database
 from app.metrics import Metrics
 from app.postbatch import PostBatcher
 from bench import relay_latency
-from bench.common import fmt_int, log, log_dir
+from bench.common import fmt_int, log, log_dir, save_json
 from bench.load import bench_cluster, create_database, make_members, make_target
 from bench.measure import CpuMeter
 from bench.processes import check_prerequisites, cluster_pids, hearth_server, raise_nofile
@@ -304,9 +303,7 @@ def parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = parser().parse_args()
     results = asyncio.run(run(args))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    save_json(args.json, results)
 
 
 if __name__ == "__main__":

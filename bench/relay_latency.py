@@ -23,11 +23,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import time
 from typing import Any
 
-from bench.common import fmt_int, log, log_dir, percentile
+from bench.common import fmt_int, log, log_dir, percentile, save_json
 from bench.load import Target, bench_cluster, drive_rate, make_target
 from bench.measure import CpuMeter
 from bench.processes import check_prerequisites, raise_nofile
@@ -118,9 +117,7 @@ def parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = parser().parse_args()
     results = asyncio.run(run(args))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    save_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -20,11 +20,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import time
 from typing import Any
 
-from bench.common import fmt_int, log, log_dir
+from bench.common import fmt_int, log, log_dir, save_json
 from bench.load import Clients, bench_cluster, create_database, make_members
 from bench.measure import function_calls, rss_kib, server_metrics
 from bench.processes import (
@@ -186,9 +185,7 @@ def parser() -> argparse.ArgumentParser:
 def main() -> None:
     args = parser().parse_args()
     results = asyncio.run(run(args))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+    save_json(args.json, results)
 
 
 if __name__ == "__main__":
